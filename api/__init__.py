@@ -1,0 +1,1 @@
+"""The read API: answers from precomputed tables only, never from raw events."""

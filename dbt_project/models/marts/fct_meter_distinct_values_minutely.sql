@@ -1,0 +1,19 @@
+{#-
+  The distinct values of COUNT_UNIQUE meters per minute, so that distinct counts over any
+  range are exact. Grain: tenant × environment × meter × customer × minute × value.
+-#}
+with meter_events as (
+    select * from {{ ref('int_meter_events') }}
+    where aggregation_type = 'COUNT_UNIQUE'
+        and quantity_error is null
+        and value_text is not null
+)
+
+select distinct
+    tenant_id,
+    environment_id,
+    meter_id,
+    external_customer_id,
+    minute_start,
+    value_text
+from meter_events

@@ -1,0 +1,309 @@
+{#-
+  meter_usage: the value of every window of every size, in each customer's calendar
+  (customer timezone; MONTH at the customer's billing anchor, calendar months without one).
+  Grain: tenant × environment × meter × customer × window_size × window_start.
+  Only windows with contributing events are emitted (DESIGN 3).
+-#}
+{%- set window_keys = 'tenant_id, environment_id, meter_id, external_customer_id, '
+    ~ 'window_size, window_start' -%}
+
+with minutely as (
+    select * from {{ ref('fct_meter_usage_minutely') }}
+),
+
+distinct_values as (
+    select * from {{ ref('fct_meter_distinct_values_minutely') }}
+),
+
+meters as (
+    select * from {{ ref('stg_meters') }}
+),
+
+customer_calendars as (
+    select * from {{ ref('stg_customer_usage_calendars') }}
+),
+
+calendar as (
+    select * from {{ ref('stg_calendar_buckets') }}
+),
+
+billing_periods as (
+    select * from {{ ref('stg_customer_billing_periods') }}
+),
+
+minutes_with_calendar as (
+    select
+        minutely.*,
+        meters.bucket_size,
+        meters.reset_usage,
+        coalesce(customer_calendars.timezone, 'UTC') as timezone,
+        coalesce(customer_calendars.month_anchor_key, '') as month_anchor_key,
+        {{ mh_trunc_hour('minutely.minute_start') }} as hour_start
+    from minutely
+    inner join meters
+        on minutely.tenant_id = meters.tenant_id
+        and minutely.environment_id = meters.environment_id
+        and minutely.meter_id = meters.meter_id
+    left join customer_calendars
+        on minutely.tenant_id = customer_calendars.tenant_id
+        and minutely.environment_id = customer_calendars.environment_id
+        and minutely.external_customer_id = customer_calendars.external_customer_id
+),
+
+{#- MAX with bucket_size: the meter's own bucket of each minute, in the customer's calendar. -#}
+minutes_in_meter_buckets as (
+    select
+        minutes.*,
+        calendar.bucket_start as meter_bucket_start
+    from minutes_with_calendar as minutes
+    inner join calendar
+        on calendar.timezone = minutes.timezone
+        and calendar.hour_start = minutes.hour_start
+        and calendar.window_size = minutes.bucket_size
+        and calendar.anchor_key
+            = case when minutes.bucket_size = 'MONTH' then minutes.month_anchor_key else '' end
+        and minutes.minute_start >= calendar.bucket_start
+        and minutes.minute_start < calendar.bucket_end
+    where minutes.bucket_size is not null
+
+    union all
+
+    select
+        minutes.*,
+        cast(null as {{ mh_timestamptz() }}) as meter_bucket_start
+    from minutes_with_calendar as minutes
+    where minutes.bucket_size is null
+),
+
+minutes_in_windows as (
+    select
+        minutes.*,
+        'MINUTE' as window_size,
+        minutes.minute_start as window_start,
+        {{ mh_add_minute('minutes.minute_start') }} as window_end
+    from minutes_in_meter_buckets as minutes
+
+    union all
+
+    select
+        minutes.*,
+        calendar.window_size,
+        calendar.bucket_start as window_start,
+        calendar.bucket_end as window_end
+    from minutes_in_meter_buckets as minutes
+    inner join calendar
+        on calendar.timezone = minutes.timezone
+        and calendar.hour_start = minutes.hour_start
+        and calendar.anchor_key
+            = case when calendar.window_size = 'MONTH' then minutes.month_anchor_key else '' end
+        and minutes.minute_start >= calendar.bucket_start
+        and minutes.minute_start < calendar.bucket_end
+),
+
+window_states as (
+    select
+        {{ window_keys }},
+        max(window_end) as window_end,
+        max(timezone) as timezone,
+        max(aggregation_type) as aggregation_type,
+        sum(event_count) as event_count,
+        sum(value_count) as value_count,
+        sum(text_count) as text_count,
+        sum(value_sum) as value_sum,
+        max(value_max) as value_max
+    from minutes_in_windows
+    group by {{ window_keys }}
+),
+
+latest_ranked as (
+    select
+        {{ window_keys }},
+        latest_value,
+        row_number() over (
+            partition by {{ window_keys }}
+            order by latest_timestamp desc, latest_ingest_seq desc, latest_event_id desc
+        ) as latest_rank
+    from minutes_in_windows
+    where aggregation_type = 'LATEST' and latest_value is not null
+),
+
+latest_values as (
+    select {{ window_keys }}, latest_value
+    from latest_ranked
+    where latest_rank = 1
+),
+
+bucket_group_maxima as (
+    select {{ window_keys }}, meter_bucket_start, group_value, max(value_max) as bucket_max
+    from minutes_in_windows
+    where meter_bucket_start is not null
+    group by {{ window_keys }}, meter_bucket_start, group_value
+),
+
+bucketed_max_values as (
+    select {{ window_keys }}, sum(bucket_max) as bucketed_max
+    from bucket_group_maxima
+    group by {{ window_keys }}
+),
+
+distinct_counts as (
+    select
+        {% for key in window_keys.split(', ') %}windows.{{ key }}, {% endfor %}
+        count(distinct distinct_values.value_text) as distinct_count
+    from minutes_in_windows as windows
+    inner join distinct_values
+        on windows.tenant_id = distinct_values.tenant_id
+        and windows.environment_id = distinct_values.environment_id
+        and windows.meter_id = distinct_values.meter_id
+        and windows.external_customer_id = distinct_values.external_customer_id
+        and windows.minute_start = distinct_values.minute_start
+    where windows.aggregation_type = 'COUNT_UNIQUE'
+    group by {% for key in window_keys.split(', ') %}windows.{{ key }}{{ ', ' if not loop.last }}{% endfor %}
+),
+
+{#-
+  WEIGHTED_SUM: each window is cut into pieces by the reset periods; the level at a piece's
+  start is the sum of the earlier deltas of its period (all of them lie in earlier pieces of
+  windows with events), and the integral over a piece adds each delta × the time it is held.
+-#}
+weighted_windows as (
+    select distinct
+        tenant_id, environment_id, meter_id, external_customer_id, window_size, window_start,
+        window_end, reset_usage
+    from minutes_in_windows
+    where aggregation_type = 'WEIGHTED_SUM'
+),
+
+reset_periods as (
+    select
+        tenant_id, environment_id, external_customer_id, period_start, period_end,
+        'BILLING_PERIOD' as reset_usage
+    from billing_periods
+
+    union all
+
+    select distinct
+        tenant_id, environment_id, external_customer_id,
+        cast('1970-01-01 00:00:00+00' as {{ mh_timestamptz() }}) as period_start,
+        cast('2200-01-01 00:00:00+00' as {{ mh_timestamptz() }}) as period_end,
+        'NEVER' as reset_usage
+    from weighted_windows
+),
+
+weighted_pieces as (
+    select
+        windows.*,
+        periods.period_start,
+        case when periods.period_start > windows.window_start
+            then periods.period_start else windows.window_start end as piece_start,
+        case when periods.period_end < windows.window_end
+            then periods.period_end else windows.window_end end as piece_end
+    from weighted_windows as windows
+    inner join reset_periods as periods
+        on windows.tenant_id = periods.tenant_id
+        and windows.environment_id = periods.environment_id
+        and windows.external_customer_id = periods.external_customer_id
+        and windows.reset_usage = periods.reset_usage
+        and periods.period_start < windows.window_end
+        and periods.period_end > windows.window_start
+),
+
+piece_moments as (
+    select
+        {% for key in window_keys.split(', ') %}pieces.{{ key }}, {% endfor %}
+        pieces.window_end,
+        pieces.period_start,
+        pieces.piece_start,
+        pieces.piece_end,
+        coalesce(sum(minutes.value_sum), 0) as piece_delta,
+        coalesce(sum(
+            minutes.value_sum
+                * ({{ mh_epoch_us('pieces.piece_end') }} - {{ mh_epoch_us('minutes.minute_start') }})
+            - minutes.weighted_moment_us
+        ), 0) as piece_inner_integral_us
+    from weighted_pieces as pieces
+    left join minutes_in_windows as minutes
+        on pieces.tenant_id = minutes.tenant_id
+        and pieces.environment_id = minutes.environment_id
+        and pieces.meter_id = minutes.meter_id
+        and pieces.external_customer_id = minutes.external_customer_id
+        and pieces.window_size = minutes.window_size
+        and pieces.window_start = minutes.window_start
+        and minutes.value_sum is not null
+        and minutes.minute_start >= pieces.piece_start
+        and minutes.minute_start < pieces.piece_end
+    group by
+        {% for key in window_keys.split(', ') %}pieces.{{ key }}, {% endfor %}
+        pieces.window_end, pieces.period_start, pieces.piece_start, pieces.piece_end
+),
+
+pieces_with_level as (
+    select
+        *,
+        coalesce(sum(piece_delta) over (
+            partition by tenant_id, environment_id, meter_id, external_customer_id,
+                window_size, period_start
+            order by piece_start
+            rows between unbounded preceding and 1 preceding
+        ), 0) as level_at_piece_start
+    from piece_moments
+),
+
+weighted_values as (
+    select
+        {{ window_keys }},
+        {{ mh_divide(
+            'sum(level_at_piece_start * (' ~ mh_epoch_us('piece_end') ~ ' - '
+                ~ mh_epoch_us('piece_start') ~ ') + piece_inner_integral_us)',
+            'max(' ~ mh_epoch_us('window_end') ~ ' - ' ~ mh_epoch_us('window_start') ~ ')'
+        ) }} as weighted_value
+    from pieces_with_level
+    group by {{ window_keys }}
+),
+
+
+
+valued as (
+    select
+        states.*,
+        case states.aggregation_type
+            when 'COUNT' then cast(states.event_count as {{ mh_value_type() }})
+            when 'SUM' then cast(states.value_sum as {{ mh_value_type() }})
+            when 'SUM_WITH_MULTIPLIER' then cast(states.value_sum as {{ mh_value_type() }})
+            when 'AVG' then {{ mh_divide('states.value_sum', 'states.value_count') }}
+            when 'MAX' then cast(
+                coalesce(bucketed.bucketed_max, states.value_max) as {{ mh_value_type() }})
+            when 'LATEST' then cast(latest.latest_value as {{ mh_value_type() }})
+            when 'COUNT_UNIQUE' then cast(distinct_counts.distinct_count as {{ mh_value_type() }})
+            when 'WEIGHTED_SUM' then weighted.weighted_value
+        end as value,
+        case states.aggregation_type
+            when 'COUNT' then states.event_count
+            when 'COUNT_UNIQUE' then states.text_count
+            else states.value_count
+        end as contributing_events
+    from window_states as states
+    left join latest_values as latest on {{ mh_join_on(window_keys, 'states', 'latest') }}
+    left join bucketed_max_values as bucketed on {{ mh_join_on(window_keys, 'states', 'bucketed') }}
+    left join distinct_counts on {{ mh_join_on(window_keys, 'states', 'distinct_counts') }}
+    left join weighted_values as weighted on {{ mh_join_on(window_keys, 'states', 'weighted') }}
+),
+
+final as (
+    select
+        tenant_id,
+        environment_id,
+        meter_id,
+        external_customer_id,
+        window_size,
+        window_start,
+        window_end,
+        timezone,
+        aggregation_type,
+        value,
+        cast(contributing_events as bigint) as event_count
+    from valued
+    where contributing_events > 0
+)
+
+select * from final

@@ -1,0 +1,175 @@
+"""The `meterhouse` command line: demo, run, catalog validate, generate."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _add_warehouse_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--warehouse",
+        default=os.environ.get("MH_DUCKDB_PATH", "warehouse/meterhouse.duckdb"),
+        help="DuckDB file of the embedded warehouse (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--target",
+        choices=["duckdb", "postgres"],
+        default=os.environ.get("MH_TARGET", "duckdb"),
+        help="warehouse target; postgres reads MH_PG_HOST/PORT/USER/PASSWORD/DATABASE",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meterhouse",
+        description="Warehouse-native usage metering: events in, exact meter usage out.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="generate sample data and run the whole pipeline on DuckDB",
+        description="Generate a sample catalog and events, run the pipeline, print a summary.",
+    )
+    demo.add_argument("--events", type=int, default=1_000_000, help="events (default 1,000,000)")
+    demo.add_argument("--out", default="demo_data", help="folder for sample data")
+    demo.add_argument("--warehouse", default="warehouse/demo.duckdb", help="DuckDB file")
+
+    run = commands.add_parser(
+        "run", help="ingest what is new and rebuild (through Dagster, in process)",
+        description="Load the catalog, ingest new landing files and build every model.",
+    )
+    run.add_argument("--catalog", required=True, help="catalog folder (one YAML per tenant env)")
+    run.add_argument("--landing", required=True, help="landing folder <tenant>/<env>/**/*")
+    _add_warehouse_args(run)
+
+    catalog = commands.add_parser("catalog", help="catalog tools")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="SUBCOMMAND")
+    validate = catalog_commands.add_parser(
+        "validate", help="check a catalog folder and list every problem with file and field"
+    )
+    validate.add_argument("directory", help="catalog folder")
+
+    generate = commands.add_parser(
+        "generate", help="write a synthetic catalog and landing files",
+        description="Deterministic synthetic catalog and events (JSONL, CSV, Parquet).",
+    )
+    generate.add_argument("--out", default="demo_data", help="output folder")
+    generate.add_argument("--events", type=int, default=1_000_000)
+    generate.add_argument("--days", type=int, default=31)
+    generate.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            return cmd_demo(args)
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "catalog" and args.catalog_command == "validate":
+            from orchestration.catalog_tables import validate_catalog_command
+
+            return validate_catalog_command(Path(args.directory))
+        if args.command == "generate":
+            return cmd_generate(args)
+    except KeyboardInterrupt:
+        return 130
+    parser.print_help()
+    return EXIT_USAGE
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from orchestration.generate import generate_dataset
+
+    started = time.monotonic()
+    data = generate_dataset(Path(args.out), events=args.events, days=args.days, seed=args.seed)
+    _say(
+        f"wrote {data.events_written:,} events in {len(data.files)} files under "
+        f"{data.landing_dir} and the catalog in {data.catalog_dir} "
+        f"({time.monotonic() - started:.1f} s)"
+    )
+    return EXIT_OK
+
+
+def run_pipeline(catalog_dir: Path, landing_dir: Path, target: str, duckdb_path: str) -> bool:
+    """Run the build_everything job in this process; print each step as it finishes."""
+    import dagster as dg
+
+    from orchestration.definitions import build_definitions
+    from orchestration.resources import MeterhouseResource
+
+    for folder, what in ((catalog_dir, "catalog"), (landing_dir, "landing")):
+        if not folder.is_dir():
+            raise SystemExit(f"error: {what} folder {folder} does not exist")
+    os.environ["MH_TARGET"] = target
+    os.environ["MH_DUCKDB_PATH"] = str(Path(duckdb_path).resolve())
+    resource = MeterhouseResource(
+        catalog_dir=str(catalog_dir), landing_dir=str(landing_dir), target=target,
+        duckdb_path=str(Path(duckdb_path).resolve()),
+    )
+    job = build_definitions(resource).resolve_job_def("build_everything")
+    started = time.monotonic()
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+    )
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            key = event.asset_key.to_user_string() if event.asset_key else "?"
+            _say(f"  built {key}")
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data
+            status = "passed" if data.passed else "FAILED"
+            _say(f"  check {data.check_name} on {data.asset_key.to_user_string()}: {status}")
+        elif event.event_type_value == "STEP_FAILURE":
+            _say(f"  FAILED {event.step_key}: {event.event_specific_data.error.message.strip()}")
+    _say(f"pipeline {'finished' if result.success else 'FAILED'} in "
+         f"{time.monotonic() - started:.1f} s")
+    return result.success
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    ok = run_pipeline(Path(args.catalog), Path(args.landing), args.target, args.warehouse)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestration.generate import generate_dataset
+    from orchestration.summary import print_summary
+    from orchestration.warehouse import Warehouse, WarehouseConfig
+
+    out = Path(args.out)
+    _say(f"1/3 generating {args.events:,} sample events under {out}/ ...")
+    started = time.monotonic()
+    data = generate_dataset(out, events=args.events)
+    _say(f"    {data.events_written:,} events in {len(data.files)} files "
+         f"({time.monotonic() - started:.1f} s)")
+    warehouse_path = Path(args.warehouse)
+    if warehouse_path.exists():
+        warehouse_path.unlink()  # the demo always starts from an empty warehouse
+    _say(f"2/3 running the pipeline on DuckDB ({warehouse_path}) ...")
+    if not run_pipeline(data.catalog_dir, data.landing_dir, "duckdb", str(warehouse_path)):
+        return EXIT_FAILED
+    _say("3/3 summary")
+    with Warehouse(WarehouseConfig(target="duckdb", duckdb_path=str(warehouse_path))) as wh:
+        print_summary(wh, data)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The Meterhouse Dagster code location: `dagster dev` loads `defs` from here."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.defs.catalog.assets import catalog
+from orchestration.defs.dbt.assets import dbt_resource, meterhouse_dbt_models
+from orchestration.defs.dbt.schedules import build_everything, hourly_build, landing_files_sensor
+from orchestration.defs.ingest.assets import calendars, raw_events
+from orchestration.defs.ingest.checks import (
+    additive_totals_agree_across_windows,
+    every_event_accounted_for,
+    ingest_counts_reconcile,
+)
+from orchestration.resources import MeterhouseResource
+
+
+def build_definitions(meterhouse: MeterhouseResource | None = None) -> dg.Definitions:
+    meterhouse = meterhouse or MeterhouseResource()
+    return dg.Definitions(
+        assets=[catalog, raw_events, calendars, meterhouse_dbt_models],
+        asset_checks=[
+            ingest_counts_reconcile,
+            every_event_accounted_for,
+            additive_totals_agree_across_windows,
+        ],
+        jobs=[build_everything],
+        schedules=[hourly_build],
+        sensors=[landing_files_sensor],
+        resources={"meterhouse": meterhouse, "dbt": dbt_resource(meterhouse)},
+    )
+
+
+defs = build_definitions()

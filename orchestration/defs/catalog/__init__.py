@@ -1,0 +1,1 @@
+"""The catalog (meters, prices, customers...) as a Dagster asset."""

@@ -1,0 +1,61 @@
+"""The dbt models as Dagster assets, wired to the Python assets that feed their sources."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from orchestration.defs.dbt.project import DBT_PROJECT_DIR, dbt_environment, ensure_manifest
+from orchestration.resources import MeterhouseResource
+
+# Which Python asset writes each dbt source table.
+SOURCE_ASSETS = {
+    "raw_events": "raw_events",
+    "raw_event_rejects": "raw_events",
+    "raw_ingested_files": "raw_events",
+    "calendar_buckets": "calendars",
+    "customer_usage_calendars": "calendars",
+    "customer_billing_periods": "calendars",
+}
+
+
+class MeterhouseDbtTranslator(DagsterDbtTranslator):
+    """Models keep their names as asset keys; sources point at the assets that write them."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            name = dbt_resource_props["name"]
+            return dg.AssetKey(SOURCE_ASSETS.get(name, "catalog"))
+        return dg.AssetKey(dbt_resource_props["name"])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        path = dbt_resource_props.get("path", "")
+        return path.split("/")[0] if "/" in path else "dbt"
+
+
+def dbt_resource(meterhouse: MeterhouseResource | None = None) -> DbtCliResource:
+    return DbtCliResource(
+        project_dir=str(DBT_PROJECT_DIR),
+        profiles_dir=str(DBT_PROJECT_DIR),
+        dbt_executable=str(Path(sys.executable).parent / "dbt"),
+        target=(meterhouse.target if meterhouse else os.environ.get("MH_TARGET", "duckdb")),
+    )
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    dagster_dbt_translator=MeterhouseDbtTranslator(),
+    name="meterhouse_dbt_models",
+)
+def meterhouse_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, meterhouse: MeterhouseResource
+):
+    """Staging → intermediate → marts → serving, with their data and unit tests."""
+    os.environ.update(dbt_environment(meterhouse.warehouse_config()))
+    yield from dbt.cli(["build"], context=context).stream()

@@ -1,0 +1,1 @@
+"""Landing files into raw events, and the calendars derived from events and catalog."""
