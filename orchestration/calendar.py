@@ -21,6 +21,7 @@ CALENDAR_WINDOWS = ("15MIN", "30MIN", "HOUR", "3HOUR", "6HOUR", "12HOUR", "DAY",
 # that hold events; each row carries its whole bucket, even when it starts before them.
 SPAN_MARGIN = timedelta(hours=1)
 
+CALENDAR_TABLES = ("calendar_buckets", "customer_billing_periods", "customer_usage_calendars")
 CALENDAR_DDL = (
     "timezone varchar, anchor_key varchar, window_size varchar, hour_start timestamptz, "
     "bucket_start timestamptz, bucket_end timestamptz"

@@ -1,6 +1,5 @@
 """The one Dagster resource: where the catalog, the landing folder and the warehouse are."""
 
-from __future__ import annotations
 
 import os
 from pathlib import Path

@@ -158,6 +158,34 @@ class Warehouse:
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
+    def query_arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """A result as Arrow. DuckDB keeps the column types; on Postgres every column arrives
+        as text (through COPY csv, NULL kept apart from ''), so cast in SQL what matters."""
+        if self.is_duckdb:
+            return self._conn.sql(sql, params=list(params or [])).to_arrow_table()
+        import pyarrow.csv as pacsv
+
+        with self._conn.cursor() as cur:
+            query = cur.mogrify(sql, params).decode() if params else sql
+            cur.execute(f"select * from ({query}) as q limit 0")
+            names = [d[0] for d in cur.description]
+            buf = io.BytesIO()
+            cur.copy_expert(f"copy ({query}) to stdout with (format csv)", buf)
+        if buf.tell() == 0:
+            return pa.table({n: pa.array([], pa.string()) for n in names})
+        buf.seek(0)
+        return pacsv.read_csv(
+            buf,
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+
     @property
     def ph(self) -> str:
         """The parameter placeholder of this engine."""

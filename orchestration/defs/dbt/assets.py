@@ -1,6 +1,5 @@
 """The dbt models as Dagster assets, wired to the Python assets that feed their sources."""
 
-from __future__ import annotations
 
 import os
 import sys
@@ -14,24 +13,10 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from orchestration.defs.dbt.project import DBT_PROJECT_DIR, dbt_environment, ensure_manifest
 from orchestration.resources import MeterhouseResource
 
-# Which Python asset writes each dbt source table.
-SOURCE_ASSETS = {
-    "raw_events": "raw_events",
-    "raw_event_rejects": "raw_events",
-    "raw_ingested_files": "raw_events",
-    "calendar_buckets": "calendars",
-    "customer_usage_calendars": "calendars",
-    "customer_billing_periods": "calendars",
-}
-
-
 class MeterhouseDbtTranslator(DagsterDbtTranslator):
-    """Models keep their names as asset keys; sources point at the assets that write them."""
+    """Every table is an asset named after it: a source is the Python asset that writes it."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source":
-            name = dbt_resource_props["name"]
-            return dg.AssetKey(SOURCE_ASSETS.get(name, "catalog"))
         return dg.AssetKey(dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:

@@ -40,15 +40,23 @@ def ensure_manifest() -> Path:
     """The project's manifest.json, parsed now if it is missing (no warehouse needed)."""
     manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
     if not manifest.exists() or _project_changed_since(manifest.stat().st_mtime):
+        import tempfile
+
         from dbt.cli.main import dbtRunner
 
         os.environ.setdefault("DO_NOT_TRACK", "1")
-        result = dbtRunner().invoke(
-            ["parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
-             str(DBT_PROJECT_DIR), "--quiet"]
-        )
-        if not result.success:
-            raise DbtBuildFailed(f"dbt parse failed: {result.exception}")
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        # Parse into a folder of our own, then move the manifest in atomically: several
+        # processes (test workers, Dagster) may load the definitions at once.
+        with tempfile.TemporaryDirectory(dir=manifest.parent) as scratch:
+            result = dbtRunner().invoke(
+                ["parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+                 str(DBT_PROJECT_DIR), "--target-path", scratch, "--log-path", scratch,
+                 "--quiet"]
+            )
+            if not result.success:
+                raise DbtBuildFailed(f"dbt parse failed: {result.exception}")
+            os.replace(Path(scratch) / "manifest.json", manifest)
     return manifest
 
 

@@ -1,6 +1,5 @@
 """The job that builds everything, its schedule, and the sensor that watches the landing folder."""
 
-from __future__ import annotations
 
 import hashlib
 

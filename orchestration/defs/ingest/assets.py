@@ -1,23 +1,24 @@
-"""Ingest assets: landing files → raw_events / raw_event_rejects, then the calendars."""
-
-from __future__ import annotations
+"""Ingest assets: landing files → raw tables, then the calendars derived from them."""
 
 import dagster as dg
 
-from orchestration.calendar import write_calendars
-from orchestration.defs.catalog.assets import catalog
-from orchestration.ingest import ingest_landing
+from orchestration.calendar import CALENDAR_TABLES, write_calendars
+from orchestration.defs.catalog.assets import CATALOG_TABLE_NAMES
+from orchestration.ingest import RAW_TABLES, ingest_landing
 from orchestration.resources import MeterhouseResource
 
+RAW_TABLE_NAMES = sorted(RAW_TABLES)
 
-@dg.asset(
+
+@dg.multi_asset(
+    name="raw_events",
     group_name="ingest",
     description=(
         "New landing files (JSON Lines, CSV, Parquet) appended to raw_events; malformed rows "
         "to raw_event_rejects with file, line and reason; one row per file in "
         "raw_ingested_files. Files already ingested are skipped, so re-runs add nothing."
     ),
-    kinds={"python", "duckdb"},
+    specs=[dg.AssetSpec(name, kinds={"python", "duckdb"}) for name in RAW_TABLE_NAMES],
 )
 def raw_events(context: dg.AssetExecutionContext, meterhouse: MeterhouseResource):
     with meterhouse.warehouse() as warehouse:
@@ -26,30 +27,32 @@ def raw_events(context: dg.AssetExecutionContext, meterhouse: MeterhouseResource
         f"ingest: {report.files_ingested} files, {report.rows_read} rows read, "
         f"{report.accepted} accepted, {report.rejected} rejected, {report.duplicates} duplicates"
     )
-    return dg.MaterializeResult(
-        metadata={
-            "files_ingested": report.files_ingested,
-            "files_skipped": report.files_skipped,
-            "rows_read": report.rows_read,
-            "accepted": report.accepted,
-            "rejected": report.rejected,
-            "duplicates": report.duplicates,
-        }
-    )
+    metadata = {
+        "raw_events": {"accepted": report.accepted, "duplicates": report.duplicates},
+        "raw_event_rejects": {"rejected": report.rejected},
+        "raw_ingested_files": {"files_ingested": report.files_ingested,
+                               "files_skipped": report.files_skipped,
+                               "rows_read": report.rows_read},
+    }
+    for name in RAW_TABLE_NAMES:
+        yield dg.MaterializeResult(asset_key=name, metadata=metadata.get(name, {}))
 
 
-@dg.asset(
+@dg.multi_asset(
+    name="calendars",
     group_name="ingest",
-    deps=[catalog, raw_events],
     description=(
         "Bucket boundaries of every window size in every customer timezone and billing anchor "
         "(calendar_buckets), each customer's calendar (customer_usage_calendars) and billing "
         "periods (customer_billing_periods), computed exactly in Python for the events' span."
     ),
-    kinds={"python"},
+    specs=[
+        dg.AssetSpec(name, kinds={"python"}, deps=[*CATALOG_TABLE_NAMES, *RAW_TABLE_NAMES])
+        for name in CALENDAR_TABLES
+    ],
 )
 def calendars(context: dg.AssetExecutionContext, meterhouse: MeterhouseResource):
     with meterhouse.warehouse() as warehouse:
         counts = write_calendars(warehouse)
-    return dg.MaterializeResult(metadata={name: dg.MetadataValue.int(n) for name, n in
-                                          counts.items()})
+    for name in CALENDAR_TABLES:
+        yield dg.MaterializeResult(asset_key=name, metadata={"rows": counts[name]})

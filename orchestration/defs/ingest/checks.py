@@ -1,6 +1,5 @@
 """Reconciliation checks: nothing read is lost, nothing accepted goes uncounted."""
 
-from __future__ import annotations
 
 import dagster as dg
 
@@ -13,7 +12,7 @@ from orchestration.resources import MeterhouseResource
 
 
 @dg.asset_check(
-    asset="raw_events",
+    asset="raw_ingested_files",
     description="For every landing file: rows read = rows accepted + rows rejected.",
 )
 def ingest_counts_reconcile(meterhouse: MeterhouseResource) -> dg.AssetCheckResult:
