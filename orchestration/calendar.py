@@ -20,6 +20,9 @@ CALENDAR_WINDOWS = ("15MIN", "30MIN", "HOUR", "3HOUR", "6HOUR", "12HOUR", "DAY",
 # Calendar rows are keyed by the UTC hour of a minute, so they are needed only for the hours
 # that hold events; each row carries its whole bucket, even when it starts before them.
 SPAN_MARGIN = timedelta(hours=1)
+# Billing periods are few (one row a month per customer) and the API asks about ranges beyond
+# the events (a WEIGHTED_SUM level resets even when no event follows): cover a wide span.
+PERIOD_MARGIN = timedelta(days=800)
 
 CALENDAR_TABLES = ("calendar_buckets", "customer_billing_periods", "customer_usage_calendars")
 CALENDAR_DDL = (
@@ -181,7 +184,9 @@ def write_calendars(warehouse: Warehouse) -> dict[str, int]:
         span = (now, now)
     span_start, span_end = span[0] - SPAN_MARGIN, span[1] + SPAN_MARGIN
     buckets = calendar_table(calendars, span_start, span_end)
-    periods = billing_periods_table(calendars, span_start, span_end)
+    periods = billing_periods_table(
+        calendars, span[0] - PERIOD_MARGIN, max(span[1], datetime.now(UTC)) + PERIOD_MARGIN
+    )
     usage = usage_calendars_table(calendars)
     with warehouse.transaction():
         warehouse.replace_arrow("calendar_buckets", buckets, CALENDAR_DDL)

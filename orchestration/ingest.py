@@ -416,8 +416,8 @@ class _Marker:
         raise ValueError("no free marker for exact numbers")  # pragma: no cover
 
     @classmethod
-    def for_bytes(cls, data: bytes) -> _Marker:
-        return cls(lambda escape: escape.encode() in data)
+    def for_files(cls, contents: list[bytes]) -> _Marker:
+        return cls(lambda escape: any(escape.encode() in data for data in contents))
 
     @classmethod
     def for_texts(cls, arrays: list[pa.ChunkedArray]) -> _Marker:
@@ -463,12 +463,19 @@ def _json_string_value(v: str) -> str:
     )
 
 
+def _parse_json_text(x: str) -> str:
+    """DuckDB's compact rewrite of JSON text `x`, NULL when `x` is not JSON. Computed once in
+    its own step (`_mh_parsed`) for `_json_text_columns`."""
+    return f"(try(json({x}))::varchar)"
+
+
 def _json_text_columns(x: str, marker: _Marker) -> dict[str, str]:
     """Candidate columns `properties_type` and `properties` for JSON text `x` (a CSV cell or a
-    text column): its JSON type ('invalid' when it is not JSON) and, for an object, its compact
-    text with exact numbers. Text DuckDB would write back unchanged is taken as it is."""
+    text column) whose `_parse_json_text` is the column `_mh_parsed`: its JSON type ('invalid'
+    when it is not JSON) and, for an object, its compact text with exact numbers. Text DuckDB
+    would write back unchanged is taken as it is."""
     blank = f"({x} is null or regexp_full_match({x}, '{_BLANK}'))"
-    parsed = f"(try(json({x}))::varchar)"
+    parsed = "_mh_parsed"
     compact = f"""case when {parsed} = {x} then {x}
              when not regexp_matches({x}, '{_RISKY_NUMBER}') then {parsed}
              else {marker.exact_json(x)} end"""
@@ -725,7 +732,7 @@ class _Batch:
         }
 
     def _check_jsonl(self, parts: list[tuple[bytes, pa.Table]], valid_utf8: bool) -> None:
-        marker = _Marker(lambda escape: any(escape.encode() in data for data, _ in parts))
+        marker = _Marker.for_files([data for data, _ in parts])
         text = "line" if valid_utf8 else "try(decode(raw))"
         raw = "line" if valid_utf8 else "coalesce(try(decode(raw)), raw::varchar)"
         structure = ", ".join(f'"{name}":"JSON"' for name in EVENT_FIELDS)
@@ -792,7 +799,7 @@ from classified""")
         self.db.unregister("_mh_lines")
 
     def _check_csv(self, header: tuple[str, ...], parts: list[tuple[bytes, pa.Table]]) -> None:
-        marker = _Marker(lambda escape: any(escape.encode() in data for data, _ in parts))
+        marker = _Marker.for_files([data for data, _ in parts])
         names = list(header)
         file_reason = None
         seen: set[str] = set()
@@ -845,10 +852,13 @@ from classified""")
         self.db.register("_mh_csv", pa.concat_tables([table for _, table in parts]))
         self.db.execute(
             _validate_into(f"""
-with cells as (
+with parsed as (
+    select *, {_parse_json_text(cell("properties"))} as _mh_parsed from _mh_csv
+),
+cells as (
     select *, {base["properties_type"]} as base_type, {base["properties"]} as base,
         {extra_json} as extra
-    from _mh_csv
+    from parsed
 ),
 combined as (
     select *,
@@ -871,24 +881,40 @@ from combined""")
             exprs.update(path_tenant="_mh_tenant", path_env="_mh_env", file_no="0")
         else:
             exprs.update(self._scope())
-        exprs["raw_line"] = "raw_line"
+        # The raw line (a JSON rendering of the row) only matters for rejects: for Parquet it
+        # is filled in afterwards for them alone; a table's rows are also ordered by it.
+        exprs["raw_line"] = raw if order else "null::varchar"
         exprs["line_no"] = "_mh_row"
         line_no = (
             "row_number() over (order by ts_sort nulls last, event_id nulls last, raw_line)"
             if order else "line_no"
         )  # fmt: skip
+        text_properties = "properties" in table.column_names and _is_text(
+            table.schema.field("properties").type
+        )
+        parsed = _parse_json_text('"properties"') if text_properties else "null::varchar"
         self.db.register("_mh_typed", table.rename_columns(
             ["file_no" if n == "_mh_file_no" else n for n in table.column_names]))  # fmt: skip
         self.db.execute(
             _validate_into(f"""
-with rendered as (
-    select *, {raw} as raw_line from _mh_typed
+with parsed as (
+    select *, {parsed} as _mh_parsed from _mh_typed
 ),
 mapped as (
-    select {_candidates(exprs)} from rendered
+    select {_candidates(exprs)} from parsed
 )
 select * replace ({line_no} as line_no) from mapped""")
         )
+        if not order:
+            self.db.execute(f"""
+update validated set raw_line = rejected.raw from (
+    select t.file_no, t._mh_row, {raw} as raw
+    from _mh_typed t
+    semi join (select file_no, line_no from validated
+               where reason is not null and raw_line is null) v
+        on v.file_no = t.file_no and v.line_no = t._mh_row
+) rejected
+where validated.file_no = rejected.file_no and validated.line_no = rejected._mh_row""")
         self.db.unregister("_mh_typed")
 
     def _check_unreadable(self, files: list[tuple[int, str]]) -> None:
@@ -1240,7 +1266,7 @@ def _prepare_typed(table: pa.Table, file_no: int) -> pa.Table:
     table), timestamps with a time zone as UTC microseconds (`_mh_sub_micro` marks values with
     nanoseconds that would be lost), and its file number and 1-based row number."""
     keep = [n for n in table.column_names if n in EVENT_FIELDS or n in ("_mh_tenant", "_mh_env")]
-    table = table.select(keep)
+    table = table.select(keep).replace_schema_metadata(None)
     if "timestamp" in keep:
         t = table.schema.field("timestamp").type
         if pa.types.is_timestamp(t) and t.tz is not None:

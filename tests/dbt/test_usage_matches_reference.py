@@ -235,7 +235,8 @@ def check_ranges_against_reference(warehouse: Warehouse, all_cases: list[Case], 
                                      _periods(case, customer),
                                      bucket_tz=case.customer_timezone(customer))
                 got = meter_usage(warehouse, info, customer, lo, hi, window, tz, anchor)
-                context = (case.tenant_id, meter, customer, lo, hi, window, tz)
+                context = (case.tenant_id, meter, customer, lo, hi, window, tz, anchor,
+                           case.customer_timezone(customer), case.customer_anchor(customer))
                 assert got.event_count == expected.event_count, context
                 assert _close(meter.aggregation_type, got.total, expected.total,
                               Decimal("1e-20")), (context, got.total, expected.total)
