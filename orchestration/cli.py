@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load the catalog, ingest new landing files and build every model.",
     )
     run.add_argument("--catalog", required=True, help="catalog folder (one YAML per tenant env)")
-    run.add_argument("--landing", required=True, help="landing folder <tenant>/<env>/**/*")
+    run.add_argument("--landing", default="", help="landing folder <tenant>/<env>/**/*")
+    run.add_argument(
+        "--events-table", default=os.environ.get("MH_EVENTS_TABLE", ""),
+        help="also read events from this warehouse table (warehouse-native source)",
+    )
     _add_warehouse_args(run)
 
     catalog = commands.add_parser("catalog", help="catalog tools")
@@ -105,21 +109,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_pipeline(catalog_dir: Path, landing_dir: Path, target: str, duckdb_path: str) -> bool:
+def run_pipeline(catalog_dir: Path, landing_dir: Path | None, target: str, duckdb_path: str,
+                 events_table: str = "") -> bool:
     """Run the build_everything job in this process; print each step as it finishes."""
     import dagster as dg
 
     from orchestration.definitions import build_definitions
     from orchestration.resources import MeterhouseResource
 
+    if landing_dir is None and not events_table:
+        raise SystemExit("error: give --landing DIR, --events-table NAME or both")
     for folder, what in ((catalog_dir, "catalog"), (landing_dir, "landing")):
-        if not folder.is_dir():
+        if folder is not None and not folder.is_dir():
             raise SystemExit(f"error: {what} folder {folder} does not exist")
     os.environ["MH_TARGET"] = target
     os.environ["MH_DUCKDB_PATH"] = str(Path(duckdb_path).resolve())
     resource = MeterhouseResource(
-        catalog_dir=str(catalog_dir), landing_dir=str(landing_dir), target=target,
-        duckdb_path=str(Path(duckdb_path).resolve()),
+        catalog_dir=str(catalog_dir), landing_dir=str(landing_dir) if landing_dir else "",
+        target=target, duckdb_path=str(Path(duckdb_path).resolve()), events_table=events_table,
     )
     job = build_definitions(resource).resolve_job_def("build_everything")
     started = time.monotonic()
@@ -144,7 +151,8 @@ def run_pipeline(catalog_dir: Path, landing_dir: Path, target: str, duckdb_path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    ok = run_pipeline(Path(args.catalog), Path(args.landing), args.target, args.warehouse)
+    ok = run_pipeline(Path(args.catalog), Path(args.landing) if args.landing else None,
+                      args.target, args.warehouse, args.events_table)
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -16,6 +16,9 @@ class MeterhouseResource(dg.ConfigurableResource):
     landing_dir: str = os.environ.get("MH_LANDING_DIR", "demo_data/landing")
     target: str = os.environ.get("MH_TARGET", "duckdb")
     duckdb_path: str = os.environ.get("MH_DUCKDB_PATH", "warehouse/meterhouse.duckdb")
+    # Warehouse-native source: an existing table of events (schema-qualified if needed) read
+    # in addition to the landing folder. Empty: landing files only.
+    events_table: str = os.environ.get("MH_EVENTS_TABLE", "")
 
     def warehouse_config(self) -> WarehouseConfig:
         return WarehouseConfig.from_env(target=self.target, duckdb_path=self.duckdb_path)

@@ -32,6 +32,8 @@ hourly_build = dg.ScheduleDefinition(
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, meterhouse: MeterhouseResource):
+    if not meterhouse.landing_dir:
+        return dg.SkipReason("no landing folder configured")
     with meterhouse.warehouse() as warehouse:
         pending = pending_landing_files(warehouse, meterhouse.landing_path)
     if not pending:

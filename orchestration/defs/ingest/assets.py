@@ -4,7 +4,7 @@ import dagster as dg
 
 from orchestration.calendar import CALENDAR_TABLES, write_calendars
 from orchestration.defs.catalog.assets import CATALOG_TABLE_NAMES
-from orchestration.ingest import RAW_TABLES, ingest_landing
+from orchestration.ingest import RAW_TABLES, IngestReport, ingest_landing, ingest_table
 from orchestration.resources import MeterhouseResource
 
 RAW_TABLE_NAMES = sorted(RAW_TABLES)
@@ -14,15 +14,25 @@ RAW_TABLE_NAMES = sorted(RAW_TABLES)
     name="raw_events",
     group_name="ingest",
     description=(
-        "New landing files (JSON Lines, CSV, Parquet) appended to raw_events; malformed rows "
+        "New landing files (JSON Lines, CSV, Parquet) and, when MH_EVENTS_TABLE names one, the "
+        "new rows of an events table already in the warehouse, appended to raw_events; "
+        "malformed rows "
         "to raw_event_rejects with file, line and reason; one row per file in "
         "raw_ingested_files. Files already ingested are skipped, so re-runs add nothing."
     ),
     specs=[dg.AssetSpec(name, kinds={"python", "duckdb"}) for name in RAW_TABLE_NAMES],
 )
 def raw_events(context: dg.AssetExecutionContext, meterhouse: MeterhouseResource):
+    reports: list[IngestReport] = []
     with meterhouse.warehouse() as warehouse:
-        report = ingest_landing(warehouse, meterhouse.landing_path)
+        if meterhouse.landing_dir:
+            reports.append(ingest_landing(warehouse, meterhouse.landing_path))
+        if meterhouse.events_table:
+            reports.append(ingest_table(warehouse, meterhouse.events_table))
+    report = IngestReport(
+        "+".join(r.batch_id for r in reports),
+        tuple(f for r in reports for f in r.files),
+    )
     context.log.info(
         f"ingest: {report.files_ingested} files, {report.rows_read} rows read, "
         f"{report.accepted} accepted, {report.rejected} rejected, {report.duplicates} duplicates"
