@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from orchestration.warehouse import Warehouse
@@ -49,7 +50,8 @@ def print_summary(warehouse: Warehouse, dataset: Any | None = None) -> None:
     if sample:
         print("  busiest customer-days:")
         for meter, customer, start, value in sample:
-            print(f"    {meter} {customer} {start:%Y-%m-%d}: {value.normalize():f}")
+            shown = value.quantize(Decimal("0.000001")).normalize()
+            print(f"    {meter} {customer} {start:%Y-%m-%d}: {shown:f}")
     if warehouse.is_duckdb:
         path = warehouse.config.duckdb_path
         print("\nLook at it:")
