@@ -13,6 +13,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from orchestration.defs.dbt.project import DBT_PROJECT_DIR, dbt_environment, ensure_manifest
 from orchestration.resources import MeterhouseResource
 
+
 class MeterhouseDbtTranslator(DagsterDbtTranslator):
     """Every table is an asset named after it: a source is the Python asset that writes it."""
 
