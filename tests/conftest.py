@@ -15,6 +15,12 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Speed is measured by the benchmark, never by tests: no per-example deadline (a loaded CI
+# machine must not turn a slow example into a failure).
+settings.register_profile("meterhouse", deadline=None)
+settings.load_profile("meterhouse")
 
 from orchestration.warehouse import WarehouseConfig
 
