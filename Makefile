@@ -29,5 +29,9 @@ lint: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/meterhouse serve
 
+# Benchmark (bench/README.md): `make bench ARGS="--events 1000000"`; default 10M events.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(ARGS)
+
 clean:
 	rm -rf $(VENV) warehouse dbt_project/target dbt_project/logs

@@ -45,6 +45,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from models import cel
 from models.enums import (
     AggregationType,
     BillingModel,
@@ -375,14 +376,27 @@ class Meter(CatalogModel):
 
 
 def validate_expression(meter: Meter) -> list[Issue]:
-    """Check `aggregation.expression` of a meter; the CEL work replaces this function.
+    """Check `aggregation.expression` of a meter (CEL, DESIGN 3; the rules are in models/cel.py).
 
-    Returns the problems as (location inside the meter, message). Until expressions are
-    compiled to SQL, any expression is refused rather than silently ignored.
+    The expression is parsed with cel-python's grammar and must use only what compiles to
+    warehouse SQL (numbers, properties, arithmetic, comparisons, logic, `?:` and the functions
+    of `cel.FUNCTIONS`) and compute a number. Returns the problems as (location inside the
+    meter, message); the message names the meter, the position in the expression and the reason.
     """
-    if meter.aggregation.expression is None:
+    expression = meter.aggregation.expression
+    if expression is None:
         return []
-    return [(("aggregation", "expression"), "CEL expressions are not supported yet")]
+    loc: Loc = ("aggregation", "expression")
+    if meter.aggregation.type is AggregationType.COUNT_UNIQUE:
+        message = (
+            f"meter {meter.id!r}: COUNT_UNIQUE counts the distinct values of aggregation.field; "
+            "it cannot use an expression"
+        )
+        return [(loc, message)]
+    problem = cel.expression_problem(expression)
+    if problem is None:
+        return []
+    return [(loc, f"meter {meter.id!r}, expression {expression!r}: {problem}")]
 
 
 def meter_issues(meter: Meter) -> list[Issue]:

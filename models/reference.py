@@ -23,6 +23,18 @@ Decisions where DESIGN is silent:
 - WEIGHTED_SUM with reset_usage BILLING_PERIOD and no periods given resets at calendar
   months of the bucket timezone (DESIGN 3b.6). Before the first given period there is no
   reset. An event at a period start counts in the new period.
+
+CEL expressions (`RefMeter.expression`) are evaluated by cel-python, the reference CEL
+implementation, with integer literals promoted to doubles and these functions registered:
+max, min (two or more arguments), pow, abs, ceil, floor, round (half away from zero), sqrt and
+log (natural), plus checked `+ - * /` (division by zero or a result beyond the double range is
+an error at that operation; CEL's `&&`, `||` and `?:` keep their error absorption). Every
+property the expression names is read first, as a double: missing -> 0; a JSON number or a
+numeric string (spaces around allowed; exponent of at most three digits) -> its double; null,
+booleans, objects, arrays, other text and numbers beyond the double range -> a QuantityError,
+even when the branch naming it is not taken. The result becomes a decimal from its shortest
+repr, rounded half away from zero to 12 places (an error from 10**26 up); the multiplier
+applies after. The expression is not validated here (models/cel.py does that at load time).
 """
 
 from __future__ import annotations
@@ -47,7 +59,13 @@ from decimal import (
     Overflow,
     localcontext,
 )
+from functools import lru_cache
 from typing import Any
+
+import celpy
+from celpy import celtypes
+from celpy.evaluation import CELEvalError
+from lark import Token
 
 from models import windows
 
@@ -110,6 +128,7 @@ class RefMeter:
     reset_usage: str = "BILLING_PERIOD"
     tenant_id: str = "t"
     environment_id: str = "e"
+    expression: str | None = None  # CEL; replaces `field` for value-based types
 
 
 @dataclass(frozen=True)
@@ -220,16 +239,24 @@ def event_quantity(meter: RefMeter, event: RefEvent) -> Quantity:
     kind = aggregation_name(meter.aggregation_type)
     if kind == "COUNT":
         return _ONE
-    if not meter.field:
-        raise ValueError(f"meter {meter.meter_id}: {kind} needs aggregation.field")
-    raw = (event.properties or {}).get(meter.field)
-    if kind == "COUNT_UNIQUE":
-        if isinstance(raw, dict | list):
-            return QuantityError(f"{meter.field} is not a scalar value")
-        return canonical_text(raw)
-    value = parse_number(raw)
-    if value is None or isinstance(value, QuantityError):
-        return value
+    value: Decimal | None | QuantityError
+    if meter.expression is not None:
+        if kind == "COUNT_UNIQUE":
+            raise ValueError(f"meter {meter.meter_id}: COUNT_UNIQUE cannot use an expression")
+        value = cel_quantity(meter.expression, event.properties or {})
+        if isinstance(value, QuantityError):
+            return value
+    else:
+        if not meter.field:
+            raise ValueError(f"meter {meter.meter_id}: {kind} needs aggregation.field")
+        raw = (event.properties or {}).get(meter.field)
+        if kind == "COUNT_UNIQUE":
+            if isinstance(raw, dict | list):
+                return QuantityError(f"{meter.field} is not a scalar value")
+            return canonical_text(raw)
+        value = parse_number(raw)
+        if value is None or isinstance(value, QuantityError):
+            return value
     multiplier = meter.multiplier
     if multiplier is None and kind == "SUM_WITH_MULTIPLIER":
         multiplier = _ONE
@@ -271,6 +298,159 @@ def parse_number(raw: Any) -> Decimal | None | QuantityError:
     if _scale(value) > _MAX_SCALE:
         return QuantityError("too many decimal places: more than 12")
     return value
+
+
+# --------------------------------------------------------------------------------------------
+# CEL expressions
+
+
+_CEL_NUMBER_TEXT = re.compile(r"[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]{1,3})?")
+_MISSING = object()
+
+
+def cel_quantity(expression: str, properties: dict[str, Any]) -> Decimal | QuantityError:
+    """The quantity `expression` gives an event with these properties (before the multiplier)."""
+    program, aliases = _cel_program(expression)
+    activation: dict[str, celtypes.DoubleType] = {}
+    for name, alias in aliases.items():
+        value = cel_property_value(name, properties.get(name, _MISSING))
+        if isinstance(value, QuantityError):
+            return value
+        activation[alias] = celtypes.DoubleType(value)
+    try:
+        result = program.evaluate(activation)
+    except CELEvalError as error:
+        return QuantityError(f"expression: {_cel_reason(error)}")
+    if isinstance(result, CELEvalError):
+        return QuantityError(f"expression: {_cel_reason(result)}")
+    if isinstance(result, bool) or not isinstance(result, float):
+        raise ValueError(f"{expression!r} computes {result!r}, not a number")
+    number = Decimal(repr(float(result)))
+    if abs(number) >= _LIMIT:
+        return QuantityError("expression: result does not fit decimal(38, 12)")
+    number = number.quantize(_SCALE, context=_ROUNDING)
+    if abs(number) >= _LIMIT:
+        return QuantityError("expression: result does not fit decimal(38, 12)")
+    return number
+
+
+def cel_property_value(name: str, raw: Any) -> float | QuantityError:
+    """A property as a CEL expression reads it: a double, 0.0 when missing, else an error."""
+    if raw is _MISSING:
+        return 0.0
+    if raw is None or isinstance(raw, bool | dict | list):
+        kind = {type(None): "null", bool: "boolean", dict: "object", list: "array"}[type(raw)]
+        return QuantityError(f"value of {name} is {kind}, not a number")
+    if isinstance(raw, str):
+        text = raw.strip(" ")
+        if not _CEL_NUMBER_TEXT.fullmatch(text):
+            return QuantityError(f"value of {name} is not a number: {raw[:60]!r}")
+        raw = Decimal(text)
+    if not isinstance(raw, int | float | Decimal):
+        return QuantityError(f"value of {name} is not a number: {type(raw).__name__}")
+    try:
+        value = float(raw)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        return QuantityError(f"value of {name} is beyond the range of a double")
+    return value
+
+
+@lru_cache(maxsize=256)
+def _cel_program(expression: str) -> tuple[celpy.Runner, dict[str, str]]:
+    """cel-python's program for `expression` and the activation name of each property.
+
+    Integer literals become double literals (Flexprice promotes them); identifiers are renamed
+    so that no property name can collide with a name cel-python resolves itself (`google`).
+    """
+    environment = celpy.Environment()
+    tree = environment.compile(expression)
+    aliases: dict[str, str] = {}
+    for node in tree.iter_subtrees_topdown():
+        for index, child in enumerate(node.children):
+            if not isinstance(child, Token):
+                continue
+            if child.type == "INT_LIT":
+                value = float(int(str(child), 0))
+                node.children[index] = Token("FLOAT_LIT", repr(value))
+            elif child.type == "IDENT" and node.data == "ident":
+                alias = aliases.setdefault(str(child), f"p{len(aliases)}__")
+                node.children[index] = Token("IDENT", alias)
+    return environment.program(tree, functions=_CEL_FUNCTIONS), aliases
+
+
+def _cel_reason(error: CELEvalError) -> str:
+    cause = error.__cause__
+    if cause is not None and cause.args:
+        return str(cause.args[0])
+    if len(error.args) > 2 and error.args[2]:
+        return str(error.args[2][0])
+    return str(error.args[0]) if error.args else "error"
+
+
+def _cel_double(value: float, what: str) -> celtypes.DoubleType:
+    if not math.isfinite(value):
+        raise ValueError(f"{what} is beyond the range of a double")
+    return celtypes.DoubleType(value)
+
+
+def _cel_numbers(function: Callable[..., float], what: str) -> Callable[..., Any]:
+    """A CEL function over doubles: errors in arguments pass through, failures are errors."""
+
+    def apply(*args: Any) -> Any:
+        for arg in args:
+            if isinstance(arg, CELEvalError):
+                return arg
+        try:
+            return _cel_double(function(*(float(arg) for arg in args)), what)
+        except (ArithmeticError, ValueError) as error:
+            raise ValueError(f"{what}: {error}") from None
+
+    return apply
+
+
+def _cel_divide(left: float, right: float) -> float:
+    if right == 0.0:
+        raise ValueError("division by zero")
+    return left / right
+
+
+def _cel_round(value: float) -> float:
+    """Half away from zero: -0.5 -> -1, 2.5 -> 3, 0.49999999999999994 -> 0."""
+    whole = math.floor(abs(value))
+    if abs(value) - whole >= 0.5:
+        whole += 1
+    return math.copysign(float(whole), value)
+
+
+def _cel_sqrt(value: float) -> float:
+    if value < 0:
+        raise ValueError("negative argument")
+    return math.sqrt(value)
+
+
+def _cel_log(value: float) -> float:
+    if value <= 0:
+        raise ValueError("argument not positive")
+    return math.log(value)
+
+
+_CEL_FUNCTIONS: dict[str, Any] = {
+    "_+_": _cel_numbers(lambda a, b: a + b, "'+'"),
+    "_-_": _cel_numbers(lambda a, b: a - b, "'-'"),
+    "_*_": _cel_numbers(lambda a, b: a * b, "'*'"),
+    "_/_": _cel_numbers(_cel_divide, "'/'"),
+    "max": _cel_numbers(lambda *args: max(args), "max()"),
+    "min": _cel_numbers(lambda *args: min(args), "min()"),
+    "pow": _cel_numbers(math.pow, "pow()"),
+    "abs": _cel_numbers(abs, "abs()"),
+    "ceil": _cel_numbers(lambda a: float(math.ceil(a)), "ceil()"),
+    "floor": _cel_numbers(lambda a: float(math.floor(a)), "floor()"),
+    "round": _cel_numbers(_cel_round, "round()"),
+    "sqrt": _cel_numbers(_cel_sqrt, "sqrt()"),
+    "log": _cel_numbers(_cel_log, "log()"),
+}
 
 
 def _scale(value: Decimal) -> int:
@@ -535,6 +715,8 @@ __all__ = [
     "aggregation_name",
     "bucketed_max",
     "canonical_text",
+    "cel_property_value",
+    "cel_quantity",
     "decimal_text",
     "deduplicate",
     "event_matches",

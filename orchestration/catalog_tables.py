@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from models import cel
 from models.catalog import (
     Catalog,
     CatalogError,
@@ -119,6 +120,7 @@ def meter_rows(env: CatalogFile) -> Iterator[Row]:
             "aggregation_type": str(aggregation.type),
             "aggregation_field": aggregation.field,
             "aggregation_expression": aggregation.expression,
+            **expression_sql(aggregation.expression),
             "multiplier": aggregation.multiplier,
             "bucket_size": _enum_text(aggregation.bucket_size),
             "group_by": aggregation.group_by,
@@ -127,6 +129,16 @@ def meter_rows(env: CatalogFile) -> Iterator[Row]:
             "definition_json": meter_definition_json(meter),
             "definition_hash": meter_definition_hash(meter),
         }
+
+
+def expression_sql(expression: str | None) -> Row:
+    """The meter's CEL expression compiled for each engine (JSON; see `cel.sql_program`)."""
+    return {
+        f"expression_sql_{dialect}": (
+            None if expression is None else cel.sql_program_json(expression, dialect)
+        )
+        for dialect in cel.DIALECTS
+    }
 
 
 def meter_filter_rows(env: CatalogFile) -> Iterator[Row]:
@@ -264,6 +276,7 @@ CATALOG_TABLES: tuple[CatalogTable, ...] = (
         "catalog_meters",
         (*ENVIRONMENT_KEY, _key("meter_id"), _key("name"), _key("event_name"),
          _key("aggregation_type"), _text("aggregation_field"), _text("aggregation_expression"),
+         _text("expression_sql_duckdb"), _text("expression_sql_postgres"),
          _decimal("multiplier"), _text("bucket_size"), _text("group_by"), _key("reset_usage"),
          _key("status"), _key("definition_json"), _key("definition_hash")),
         meter_rows,

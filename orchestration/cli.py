@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--events", type=int, default=1_000_000)
     generate.add_argument("--days", type=int, default=31)
     generate.add_argument("--seed", type=int, default=7)
+
+    serve = commands.add_parser(
+        "serve", help="the read API (Flexprice and Stripe compatible analytics)",
+        description="Serve the read API over the warehouse; OpenAPI at /openapi.json, docs at "
+                    "/docs. On DuckDB it reads a serving snapshot (published now if stale).",
+    )
+    _add_warehouse_args(serve)
+    serve.add_argument("--host", default=os.environ.get("MH_API_HOST", "127.0.0.1"),
+                       help="interface to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("MH_API_PORT", "8000")),
+                       help="port (default: %(default)s)")
+    serve.add_argument("--serving-dir", default=os.environ.get("MH_SERVING_DIR", ""),
+                       help="DuckDB serving snapshots folder (default: <warehouse>.serving)")
     return parser
 
 
@@ -90,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             return validate_catalog_command(Path(args.directory))
         if args.command == "generate":
             return cmd_generate(args)
+        if args.command == "serve":
+            return cmd_serve(args)
     except KeyboardInterrupt:
         return 130
     parser.print_help()
@@ -176,6 +191,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _say("3/3 summary")
     with Warehouse(WarehouseConfig(target="duckdb", duckdb_path=str(warehouse_path))) as wh:
         print_summary(wh, data)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the read API with uvicorn until interrupted."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.serving import publish_if_stale
+    from api.settings import Settings
+
+    settings = Settings.from_env(target=args.target, duckdb_path=args.warehouse)
+    if args.serving_dir:
+        settings = settings.model_copy(update={"serving_dir": args.serving_dir})
+    if settings.warehouse.target == "duckdb":
+        _say(publish_if_stale(settings.warehouse, settings.serving_dir))
+        where = f"DuckDB {args.warehouse}"
+    else:
+        config = settings.warehouse
+        where = f"PostgreSQL {config.pg_host}:{config.pg_port}/{config.pg_database}"
+    _say(f"read API over {where} on http://{args.host}:{args.port} "
+         f"(docs at /docs, OpenAPI at /openapi.json)")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
 
 

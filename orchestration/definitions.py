@@ -13,13 +13,14 @@ from orchestration.defs.ingest.checks import (
     every_event_accounted_for,
     ingest_counts_reconcile,
 )
+from orchestration.defs.serving.assets import serving_snapshot
 from orchestration.resources import MeterhouseResource
 
 
 def build_definitions(meterhouse: MeterhouseResource | None = None) -> dg.Definitions:
     meterhouse = meterhouse or MeterhouseResource()
     return dg.Definitions(
-        assets=[catalog, raw_events, calendars, meterhouse_dbt_models],
+        assets=[catalog, raw_events, calendars, meterhouse_dbt_models, serving_snapshot],
         asset_checks=[
             ingest_counts_reconcile,
             every_event_accounted_for,

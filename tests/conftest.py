@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from orchestration.warehouse import WarehouseConfig
+
 # Speed is measured by the benchmark, never by tests: no per-example deadline (a loaded CI
 # machine must not turn a slow example into a failure).
 settings.register_profile("meterhouse", deadline=None)
 settings.load_profile("meterhouse")
-
-from orchestration.warehouse import WarehouseConfig
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
 CATALOG_FIXTURE_DIR = FIXTURES_DIR / "catalog"

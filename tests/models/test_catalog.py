@@ -150,9 +150,9 @@ REFUSALS = [
     pytest.param(set_at(["meters", 3, "aggregation", "bucket_size"], "WEEK"),
                  "meters[3].aggregation.bucket_size", "'HOUR', 'DAY' or 'MONTH'",
                  id="bucket-size-not-hour-day-month"),
-    pytest.param(set_at(AGG, {"type": "SUM", "expression": "tokens * 2"}),
-                 "meters[1].aggregation.expression", "CEL expressions are not supported yet",
-                 id="expression-not-supported-yet"),
+    pytest.param(set_at(AGG, {"type": "SUM", "expression": "tokens * bonus(2)"}),
+                 "meters[1].aggregation.expression", "column 10: unknown function bonus()",
+                 id="expression-unknown-function"),
     # -- meters: identity and filters
     pytest.param(set_at(["meters", 0, "id"], ""), "meters[0].id", "must not be empty",
                  id="empty-meter-id"),

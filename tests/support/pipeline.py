@@ -21,6 +21,7 @@ from orchestration.calendar import write_calendars
 from orchestration.catalog_tables import write_catalog
 from orchestration.defs.dbt.project import run_dbt
 from orchestration.ingest import ensure_raw_tables
+from orchestration.subscription_periods import write_subscription_periods
 from orchestration.warehouse import Warehouse, WarehouseConfig
 
 
@@ -105,4 +106,5 @@ def build_warehouse(config: WarehouseConfig, cases: list[Case]) -> None:
         with warehouse.transaction():
             warehouse.append_arrow("raw_events", _events_table(cases))
         write_calendars(warehouse)
+        write_subscription_periods(warehouse)
     run_dbt(["build"], config)

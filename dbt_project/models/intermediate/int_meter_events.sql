@@ -2,6 +2,7 @@
   Every (event × meter) pair where the event matches the meter (event_name equal, every
   filter key present with a listed value), with the event's quantity for that meter, or the
   reason it has none. Property values are read here once; later models never parse JSON.
+  Meters with a CEL expression compute their quantity in the cel_* CTEs (macros/cel/).
 -#}
 with events as (
     select * from {{ ref('int_events_deduplicated') }}
@@ -22,6 +23,7 @@ paired_with_meters as (
         meters.meter_id,
         meters.aggregation_type,
         meters.aggregation_field,
+        meters.aggregation_expression,
         meters.multiplier,
         meters.group_by,
         events.event_id,
@@ -117,6 +119,8 @@ field_parsed as (
     from field_read
 ),
 
+{{ mh_cel_ctes('field_parsed', 'aggregation_expression', 'properties') }}
+
 quantified as (
     select
         *,
@@ -126,6 +130,14 @@ quantified as (
                 case when field_kind in ('object', 'array')
                     then 'value of ' || aggregation_field || ' is an ' || field_kind
                         || ', not a scalar'
+                end
+            when aggregation_expression is not null then
+                case
+                    when cel_error is not null then 'expression: ' || cel_error
+                    when cel_quantity is null
+                        then 'expression: the result does not fit decimal(38, 12)'
+                    when {{ mh_multiply('cel_quantity', 'multiplier') }} is null
+                        then 'expression: the result times the multiplier is out of range'
                 end
             when field_kind is null or field_kind = 'null' then null
             when field_kind in ('boolean', 'object', 'array')
@@ -140,11 +152,13 @@ quantified as (
         case
             when aggregation_type = 'COUNT' then cast(1 as {{ mh_quantity_type() }})
             when aggregation_type = 'COUNT_UNIQUE' then null
+            when aggregation_expression is not null
+                then {{ mh_multiply('cel_quantity', 'multiplier') }}
             else {{ mh_multiply('field_decimal', 'multiplier') }}
         end as computed_quantity,
         case when aggregation_type = 'COUNT_UNIQUE'
             then {{ mh_canonical_scalar_text('field_kind', 'field_text') }} end as computed_text
-    from field_parsed
+    from cel_evaluated
 ),
 
 final as (

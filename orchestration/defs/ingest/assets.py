@@ -6,8 +6,13 @@ from orchestration.calendar import CALENDAR_TABLES, write_calendars
 from orchestration.defs.catalog.assets import CATALOG_TABLE_NAMES
 from orchestration.ingest import RAW_TABLES, IngestReport, ingest_landing, ingest_table
 from orchestration.resources import MeterhouseResource
+from orchestration.subscription_periods import (
+    SUBSCRIPTION_PERIODS_TABLE,
+    write_subscription_periods,
+)
 
 RAW_TABLE_NAMES = sorted(RAW_TABLES)
+TIME_TABLES = (*CALENDAR_TABLES, SUBSCRIPTION_PERIODS_TABLE)
 
 
 @dg.multi_asset(
@@ -54,15 +59,17 @@ def raw_events(context: dg.AssetExecutionContext, meterhouse: MeterhouseResource
     description=(
         "Bucket boundaries of every window size in every customer timezone and billing anchor "
         "(calendar_buckets), each customer's calendar (customer_usage_calendars) and billing "
-        "periods (customer_billing_periods), computed exactly in Python for the events' span."
+        "periods (customer_billing_periods), and every subscription's billing periods "
+        "(subscription_billing_periods), computed exactly in Python for the events' span."
     ),
     specs=[
         dg.AssetSpec(name, kinds={"python"}, deps=[*CATALOG_TABLE_NAMES, *RAW_TABLE_NAMES])
-        for name in CALENDAR_TABLES
+        for name in TIME_TABLES
     ],
 )
 def calendars(context: dg.AssetExecutionContext, meterhouse: MeterhouseResource):
     with meterhouse.warehouse() as warehouse:
         counts = write_calendars(warehouse)
-    for name in CALENDAR_TABLES:
+        counts.update(write_subscription_periods(warehouse))
+    for name in TIME_TABLES:
         yield dg.MaterializeResult(asset_key=name, metadata={"rows": counts[name]})

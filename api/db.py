@@ -1,0 +1,222 @@
+"""Read-only access to the warehouse for the API: one connection per request, never a write.
+
+- DuckDB: requests read the current serving snapshot (see `api.serving`) through cursors of
+  one shared read-only connection per snapshot; when a newer snapshot is published the next
+  request opens it, and requests under way finish on the old one. Without a snapshot each
+  request opens the warehouse file itself read-only and closes it at once, and a build that
+  holds the file makes that a 503.
+- Postgres: a small pool of connections, each request in one read-only REPEATABLE READ
+  transaction, so all its queries see the same committed data.
+
+Errors of the engines that mean "not available right now" (a lock, a lost connection, a
+table not built yet) become 503 ErrorResponses; `database_error` decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from api.errors import ApiError, unavailable
+from api.serving import current_snapshot, serving_dir_for
+from api.settings import Settings
+from orchestration.warehouse import Warehouse, WarehouseConfig
+
+log = logging.getLogger("meterhouse.api")
+
+# Postgres: a request waits this long for a free connection before it gets a 503.
+POOL_WAIT_SECONDS = 10
+
+
+class ReadOnlyWarehouse(Warehouse):
+    """A `Warehouse` over a connection the reader owns (queries only)."""
+
+    def __init__(self, config: WarehouseConfig, conn: Any, schema: str, source: str):
+        super().__init__(config)
+        self._conn = conn
+        self.schema = schema
+        self.source = source  # what is being read, for messages
+
+    def connect(self) -> None:  # the reader connected already
+        return None
+
+    def close(self) -> None:  # the reader closes
+        return None
+
+
+class WarehouseReader(Protocol):
+    def open(self) -> Any: ...  # a context manager yielding a ReadOnlyWarehouse
+
+    def close(self) -> None: ...
+
+
+def make_reader(settings: Settings) -> WarehouseReader:
+    if settings.warehouse.target == "duckdb":
+        return DuckDBReader(settings.warehouse, serving_dir_for(settings.warehouse,
+                                                                settings.serving_dir))
+    if settings.warehouse.target == "postgres":
+        return PostgresReader(settings.warehouse, settings.pg_pool_size)
+    raise ValueError(f"unknown warehouse target {settings.warehouse.target!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# DuckDB
+
+
+class DuckDBReader:
+    def __init__(self, config: WarehouseConfig, serving_dir: Path):
+        self.config = config
+        self.serving_dir = serving_dir
+        self._lock = threading.Lock()
+        self._snapshot: Path | None = None
+        self._shared: Any = None
+
+    def _connection_to(self, snapshot: Path) -> Any:
+        import duckdb
+
+        with self._lock:
+            if self._snapshot != snapshot:
+                conn = duckdb.connect(str(snapshot), read_only=True)
+                # requests under way keep their own cursors; the old connection is dropped
+                self._snapshot, self._shared = snapshot, conn
+                log.info("serving snapshot %s", snapshot.name)
+            return self._shared
+
+    @contextmanager
+    def open(self) -> Iterator[ReadOnlyWarehouse]:
+        import duckdb
+
+        snapshot = current_snapshot(self.serving_dir)
+        if snapshot is not None:
+            cursor = self._connection_to(snapshot).cursor()
+            try:
+                cursor.execute("set TimeZone = 'UTC'")
+                yield ReadOnlyWarehouse(self.config, cursor, "main", snapshot.name)
+            finally:
+                cursor.close()
+            return
+        path = Path(self.config.duckdb_path)
+        if not path.exists():
+            raise unavailable(f"the warehouse {path} does not exist yet; run the pipeline "
+                              "(meterhouse run) first")
+        try:
+            conn = duckdb.connect(str(path), read_only=True)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            raise unavailable(
+                "the warehouse is being written by a build and no serving snapshot has been "
+                "published; retry shortly (publish snapshots to serve during builds)"
+            ) from exc
+        try:
+            conn.execute("set TimeZone = 'UTC'")
+            yield ReadOnlyWarehouse(self.config, conn, self.config.schema_name, str(path))
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._shared is not None:
+                self._shared.close()
+            self._snapshot, self._shared = None, None
+
+
+# --------------------------------------------------------------------------------------------
+# Postgres
+
+
+class PostgresReader:
+    def __init__(self, config: WarehouseConfig, pool_size: int):
+        self.config = config
+        self.pool_size = max(1, pool_size)
+        self._slots = threading.BoundedSemaphore(self.pool_size)
+        self._lock = threading.Lock()
+        self._pool: Any = None
+
+    def _get_pool(self) -> Any:
+        from psycopg2.pool import ThreadedConnectionPool
+
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadedConnectionPool(
+                    0, self.pool_size,
+                    host=self.config.pg_host, port=self.config.pg_port,
+                    user=self.config.pg_user, password=self.config.pg_password or None,
+                    dbname=self.config.pg_database, connect_timeout=5,
+                    options="-c timezone=UTC -c statement_timeout=60000",
+                    application_name="meterhouse-api",
+                )
+            return self._pool
+
+    @contextmanager
+    def open(self) -> Iterator[ReadOnlyWarehouse]:
+        import psycopg2
+
+        if not self._slots.acquire(timeout=POOL_WAIT_SECONDS):
+            raise unavailable(f"all {self.pool_size} warehouse connections are busy; retry")
+        try:
+            try:
+                pool = self._get_pool()
+                conn = pool.getconn()
+            except psycopg2.Error as exc:
+                raise unavailable(
+                    f"cannot connect to PostgreSQL at {self.config.pg_host}:"
+                    f"{self.config.pg_port}/{self.config.pg_database}: "
+                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+                ) from exc
+            healthy = True
+            try:
+                conn.set_session(readonly=True, isolation_level="REPEATABLE READ",
+                                 autocommit=False)
+                yield ReadOnlyWarehouse(self.config, conn, self.config.schema_name,
+                                        self.config.pg_database)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                healthy = False
+                raise
+            finally:
+                try:
+                    conn.rollback()
+                except psycopg2.Error:
+                    healthy = False
+                pool.putconn(conn, close=not healthy)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.closeall()
+            self._pool = None
+
+
+# --------------------------------------------------------------------------------------------
+# Engine errors
+
+
+def database_error(exc: Exception) -> ApiError:
+    """What an engine error means for the caller: 503 when retrying can help, else 500."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    try:
+        import duckdb
+
+        if isinstance(exc, duckdb.IOException | duckdb.ConnectionException):
+            return unavailable("the warehouse cannot be read right now; retry shortly")
+        if isinstance(exc, duckdb.CatalogException):
+            return unavailable(f"the warehouse is not fully built ({text}); run the pipeline")
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import psycopg2
+        from psycopg2 import errors as pg_errors
+
+        if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+            return unavailable("the warehouse connection failed; retry shortly")
+        if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
+            return unavailable(f"the warehouse is not fully built ({text}); run the pipeline")
+    except ImportError:  # pragma: no cover
+        pass
+    log.error("warehouse error: %s", text)
+    return ApiError(500, "database_error", "the warehouse query failed; the server log has "
+                                          "the details")

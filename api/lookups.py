@@ -1,0 +1,161 @@
+"""Catalog reads for the API, always scoped to the caller's tenant environment.
+
+A meter or customer of another tenant is simply not found here, exactly like one that does
+not exist, so the routes answer both with the same 404.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from api.deps import Principal
+from api.errors import not_found
+from api.usage import CustomerCalendar, MeterInfo
+from orchestration.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    external_id: str
+    name: str | None
+    timezone: str
+    parent_customer_id: str | None
+
+
+@dataclass(frozen=True)
+class Meter:
+    id: str
+    name: str
+    event_name: str
+    aggregation_type: str
+    aggregation_field: str | None
+    aggregation_expression: str | None
+    multiplier: Decimal | None
+    bucket_size: str | None
+    group_by: str | None
+    reset_usage: str
+    status: str
+    definition: dict[str, Any]
+    tenant_id: str
+    environment_id: str
+    loaded_at: datetime | None
+
+    def info(self) -> MeterInfo:
+        return MeterInfo(self.tenant_id, self.environment_id, self.id, self.aggregation_type,
+                         self.bucket_size, self.reset_usage)
+
+
+@dataclass(frozen=True)
+class Feature:
+    id: str
+    name: str
+    meter_id: str
+    unit_singular: str | None
+    unit_plural: str | None
+    reporting_unit_singular: str | None
+    reporting_unit_plural: str | None
+    reporting_conversion_rate: Decimal | None
+
+
+_CUSTOMER_COLUMNS = "customer_id, external_id, name, timezone, parent_customer_id"
+
+
+def _customers(warehouse: Warehouse, principal: Principal, where: str = "",
+               params: list | None = None) -> list[Customer]:
+    p = warehouse.ph
+    rows = warehouse.query(
+        f"select {_CUSTOMER_COLUMNS} from {warehouse.table('catalog_customers')} "
+        f"where tenant_id = {p} and environment_id = {p}{where} order by customer_id",
+        [principal.tenant_id, principal.environment_id, *(params or [])],
+    )
+    return [Customer(*row) for row in rows]
+
+
+def customer_by_external_id(warehouse: Warehouse, principal: Principal, external_id: str,
+                            param: str = "external_customer_id") -> Customer:
+    found = _customers(warehouse, principal, f" and external_id = {warehouse.ph}", [external_id])
+    if not found:
+        raise not_found(f"customer with external id {external_id!r} not found", param)
+    return found[0]
+
+
+def customer_by_id(warehouse: Warehouse, principal: Principal, customer_id: str,
+                   param: str = "customer") -> Customer:
+    found = _customers(warehouse, principal, f" and customer_id = {warehouse.ph}", [customer_id])
+    if not found:
+        raise not_found(f"customer {customer_id!r} not found", param)
+    return found[0]
+
+
+def with_descendants(warehouse: Warehouse, principal: Principal,
+                     customer: Customer) -> list[Customer]:
+    """The customer, then its children, their children, ... (the catalog forbids cycles)."""
+    children: dict[str, list[Customer]] = {}
+    for other in _customers(warehouse, principal):
+        if other.parent_customer_id:
+            children.setdefault(other.parent_customer_id, []).append(other)
+    family, queue, seen = [], [customer], {customer.id}
+    while queue:
+        current = queue.pop(0)
+        family.append(current)
+        for child in children.get(current.id, []):
+            if child.id not in seen:
+                seen.add(child.id)
+                queue.append(child)
+    return family
+
+
+def meters(warehouse: Warehouse, principal: Principal, meter_id: str | None = None) -> list[Meter]:
+    p = warehouse.ph
+    where, params = "", []
+    if meter_id is not None:
+        where, params = f" and m.meter_id = {p}", [meter_id]
+    rows = warehouse.query(
+        "select m.meter_id, m.name, m.event_name, m.aggregation_type, m.aggregation_field, "
+        "m.aggregation_expression, m.multiplier, m.bucket_size, m.group_by, m.reset_usage, "
+        "m.status, m.definition_json, m.tenant_id, m.environment_id, e.loaded_at "
+        f"from {warehouse.table('catalog_meters')} as m "
+        f"left join {warehouse.table('catalog_environments')} as e "
+        "on m.tenant_id = e.tenant_id and m.environment_id = e.environment_id "
+        f"where m.tenant_id = {p} and m.environment_id = {p}{where} order by m.meter_id",
+        [principal.tenant_id, principal.environment_id, *params],
+    )
+    return [Meter(*row[:11], json.loads(row[11]), *row[12:]) for row in rows]
+
+
+def meter_by_id(warehouse: Warehouse, principal: Principal, meter_id: str,
+                param: str = "meter_id") -> Meter:
+    found = meters(warehouse, principal, meter_id)
+    if not found:
+        raise not_found(f"meter {meter_id!r} not found", param)
+    return found[0]
+
+
+def features(warehouse: Warehouse, principal: Principal) -> list[Feature]:
+    p = warehouse.ph
+    rows = warehouse.query(
+        "select feature_id, name, meter_id, unit_singular, unit_plural, reporting_unit_singular, "
+        "reporting_unit_plural, reporting_conversion_rate "
+        f"from {warehouse.table('catalog_features')} "
+        f"where tenant_id = {p} and environment_id = {p} order by feature_id",
+        [principal.tenant_id, principal.environment_id],
+    )
+    return [Feature(*row) for row in rows]
+
+
+def customer_calendar(warehouse: Warehouse, principal: Principal,
+                      external_id: str) -> CustomerCalendar:
+    """Timezone and MONTH anchor key of a customer's usage (UTC and '' when unknown)."""
+    p = warehouse.ph
+    rows = warehouse.query(
+        "select timezone, month_anchor_key "
+        f"from {warehouse.table('customer_usage_calendars')} "
+        f"where tenant_id = {p} and environment_id = {p} and external_customer_id = {p}",
+        [principal.tenant_id, principal.environment_id, external_id],
+    )
+    return CustomerCalendar(*rows[0]) if rows else CustomerCalendar("UTC", "")

@@ -1,0 +1,268 @@
+"""The measured phases of the benchmark. Each runs in a child process of its own
+(`python -m bench.phase NAME SPEC RESULT`), so that its peak memory is its own and the engines
+never share a process; each returns a JSON-ready dict with its own timings.
+
+- generate: synthetic catalog and landing files (`orchestration.generate`);
+- ingest: landing files → raw_events in a fresh DuckDB warehouse (`orchestration.ingest`);
+- build: catalog tables, calendars, then `dbt build` of every model and test, in process —
+  what `meterhouse run` does after ingest, without Dagster's own overhead;
+- export: the baselines' input: raw_events as Parquet, the customers' calendars from the
+  catalog (not timed against anyone: both sides start from the same raw event versions);
+- baseline: one engine's hand-written rollups (bench/baselines.py): a staging statement, then
+  one query per window size; outputs are then copied to Parquet for the agreement check;
+- agreement: a baseline's outputs against fct_meter_usage (bench/agreement.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import baselines
+from models.windows import WINDOW_SIZES
+
+ROLLUP_MODELS = (
+    "stg_events",
+    "int_events_deduplicated",
+    "int_meter_events",
+    "fct_meter_usage_minutely",
+    "fct_meter_distinct_values_minutely",
+    "fct_meter_usage",
+)
+
+
+def _warehouse_config(spec: dict[str, Any]):
+    from orchestration.warehouse import WarehouseConfig
+
+    return WarehouseConfig(target="duckdb", duckdb_path=spec["warehouse"])
+
+
+def generate(spec: dict[str, Any]) -> dict[str, Any]:
+    from orchestration.generate import generate_dataset
+
+    data_dir = Path(spec["data_dir"])
+    if data_dir.exists():
+        shutil.rmtree(data_dir)  # the generator overwrites files but never deletes old ones
+    started = time.monotonic()
+    data = generate_dataset(data_dir, events=spec["events"], days=spec["days"],
+                            seed=spec["seed"], tenants=spec["tenants"],
+                            customers=spec["customers"])
+    seconds = time.monotonic() - started
+    return {
+        "seconds": seconds,
+        "events": data.events_written,
+        "landing_rows": data.rows_written,
+        "duplicates": data.duplicates_written,
+        "malformed": data.malformed_written,
+        "files": len(data.files),
+        "bytes": sum(p.stat().st_size for p in data.files),
+        "tenant_environments": len(data.environments),
+        "customers": spec["customers"],
+        "summary": data.summary(),
+    }
+
+
+def ingest(spec: dict[str, Any]) -> dict[str, Any]:
+    from orchestration.ingest import ingest_landing
+    from orchestration.warehouse import Warehouse
+
+    warehouse = Path(spec["warehouse"])
+    for stale in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    started = time.monotonic()
+    with Warehouse(_warehouse_config(spec)) as wh:
+        report = ingest_landing(wh, Path(spec["landing_dir"]))
+    seconds = time.monotonic() - started
+    return {
+        "seconds": seconds,
+        "rows_read": report.rows_read,
+        "accepted": report.accepted,
+        "stored": report.stored,
+        "duplicates": report.duplicates,
+        "rejected": report.rejected,
+        "files": report.files_ingested,
+        "events_per_second": report.rows_read / seconds if seconds else None,
+    }
+
+
+def _write_time_tables(wh) -> dict[str, int]:
+    """What the `calendars` asset writes: calendars, and subscription billing periods where
+    this checkout has them (they arrive with the pricing work)."""
+    from orchestration.calendar import write_calendars
+
+    counts = write_calendars(wh)
+    try:
+        from orchestration.subscription_periods import write_subscription_periods
+    except ImportError:
+        return counts
+    counts.update(write_subscription_periods(wh))
+    return counts
+
+
+def build(spec: dict[str, Any]) -> dict[str, Any]:
+    from models.catalog import load_catalog_dir
+    from orchestration.catalog_tables import write_catalog
+    from orchestration.defs.dbt.project import run_dbt, target_path_for
+    from orchestration.warehouse import Warehouse
+
+    config = _warehouse_config(spec)
+    started = time.monotonic()
+    catalog = load_catalog_dir(Path(spec["catalog_dir"]))
+    with Warehouse(config) as wh:
+        write_catalog(wh, catalog)
+        catalog_done = time.monotonic()
+        time_tables = _write_time_tables(wh)
+    calendars_done = time.monotonic()
+    run = run_dbt(["build"], config, raise_on_failure=False)
+    finished = time.monotonic()
+    with Warehouse(config) as wh:
+        raw_rows = wh.query(f"select count(*) from {wh.table('raw_events')}")[0][0]
+        usage_rows = (wh.query(f"select count(*) from {wh.table('fct_meter_usage')}")[0][0]
+                      if wh.table_exists("fct_meter_usage") else 0)
+    return {
+        "seconds": finished - started,
+        "catalog_seconds": catalog_done - started,
+        "calendars_seconds": calendars_done - catalog_done,
+        "dbt_seconds": finished - calendars_done,
+        "dbt_success": run.success,
+        "dbt_nodes": len(run.results),
+        "failures": [{"node": n, "status": s, "message": m[:500]} for n, s, m in run.failures()],
+        "time_table_rows": time_tables,
+        "raw_event_rows": raw_rows,
+        "fct_meter_usage_rows": usage_rows,
+        "events_per_second": raw_rows / (finished - started),
+        "run_results": str(target_path_for(config) / "run_results.json"),
+    }
+
+
+def export(spec: dict[str, Any]) -> dict[str, Any]:
+    import duckdb
+
+    from models.catalog import load_catalog_dir
+
+    folder = Path(spec["baseline_dir"])
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    started = time.monotonic()
+    plan = baselines.plan_from_catalog(load_catalog_dir(Path(spec["catalog_dir"])))
+    baselines.write_customers(plan, Path(spec["customers_parquet"]))
+    con = duckdb.connect()
+    try:
+        con.execute("set TimeZone = 'UTC'; set enable_progress_bar = false")
+        con.execute(f"attach '{spec['warehouse']}' as wh (read_only)")
+        con.execute(
+            "copy (select tenant_id, environment_id, event_id, event_name, "
+            "external_customer_id, event_timestamp, properties, ingest_seq "
+            f"from wh.main.raw_events) to '{spec['raw_parquet']}' "
+            "(format parquet, compression zstd)"
+        )
+        rows = con.execute(f"select count(*) from '{spec['raw_parquet']}'").fetchone()[0]
+    finally:
+        con.close()
+    return {
+        "seconds": time.monotonic() - started,
+        "rows": rows,
+        "bytes": Path(spec["raw_parquet"]).stat().st_size,
+        "meters": len(plan.meters),
+        "skipped_meters": [list(s) for s in plan.skipped],
+    }
+
+
+def baseline(spec: dict[str, Any]) -> dict[str, Any]:
+    """One engine's hand-written rollups: staging, then one query per window size (timed),
+    then the outputs copied to Parquet for the agreement check (not timed)."""
+    from models.catalog import load_catalog_dir
+
+    engine = spec["engine"]
+    plan = baselines.plan_from_catalog(load_catalog_dir(Path(spec["catalog_dir"])))
+    raw, customers = Path(spec["raw_parquet"]), Path(spec["customers_parquet"])
+    out_dir, db_path = Path(spec["output_dir"]), Path(spec["database"])
+    for stale in (out_dir, db_path):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    out_dir.mkdir(parents=True)
+    if engine == "chdb":
+        from chdb import session
+
+        conn = session.Session(str(db_path))
+        execute = conn.query
+        stage, window, export_sql, cleanup = (baselines.chdb_stage, baselines.chdb_window,
+                                              baselines.chdb_export, baselines.chdb_cleanup)
+    elif engine == "duckdb":
+        import duckdb
+
+        conn = duckdb.connect(str(db_path))
+        conn.execute("set TimeZone = 'UTC'; set enable_progress_bar = false")
+        execute = conn.execute
+        stage, window, export_sql, cleanup = (baselines.duckdb_stage, baselines.duckdb_window,
+                                              baselines.duckdb_export, baselines.duckdb_cleanup)
+    else:
+        raise ValueError(f"unknown baseline engine {engine!r}")
+    try:
+        started = time.monotonic()
+        for statement in stage(plan, raw, customers):
+            execute(statement)
+        stage_seconds = time.monotonic() - started
+        window_seconds: dict[str, float] = {}
+        for size in WINDOW_SIZES:
+            window_started = time.monotonic()
+            execute(window(plan, size))
+            window_seconds[size] = time.monotonic() - window_started
+        seconds = time.monotonic() - started
+        for size in WINDOW_SIZES:
+            execute(export_sql(size, out_dir / f"{size}.parquet"))
+        for statement in cleanup():
+            execute(statement)
+    finally:
+        conn.close()
+    return {
+        "engine": engine,
+        "seconds": seconds,
+        "stage_seconds": stage_seconds,
+        "window_seconds": window_seconds,
+        "output_dir": str(out_dir),
+        "version": _engine_version(engine),
+    }
+
+
+def agreement(spec: dict[str, Any]) -> dict[str, Any]:
+    from bench.agreement import compare
+    from models.catalog import load_catalog_dir
+
+    plan = baselines.plan_from_catalog(load_catalog_dir(Path(spec["catalog_dir"])))
+    started = time.monotonic()
+    result = compare(Path(spec["warehouse"]), spec["engine"], Path(spec["output_dir"]), plan)
+    return {**result.as_dict(), "seconds": time.monotonic() - started}
+
+
+def _engine_version(engine: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("chdb" if engine == "chdb" else "duckdb")
+    except PackageNotFoundError:
+        return "?"
+
+
+PHASES = {
+    "generate": generate,
+    "ingest": ingest,
+    "build": build,
+    "export": export,
+    "baseline": baseline,
+    "agreement": agreement,
+}
+
+
+def load_run_results(path: Path) -> dict[str, Any] | None:
+    """dbt's run_results.json, or None when the build wrote none."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,98 @@
+{#-
+  Priced usage per window point: the cost of each window (fct_meter_usage's windows: every
+  window size, the customer's calendar, only windows with events) of each metered line
+  item. A point's cost is Σ over the billing periods it meets of round(cumulative cost at
+  its end) - round(cumulative cost at its start), the cumulative cost counted from the
+  period start with the commitment applied (DESIGN 3b.8), so the points of a period add up
+  to its cost (without the true-up, charged at the period's end; WEIGHTED_SUM excepted: its
+  cumulative value also moves between events). usage is the window's meter usage.
+  Grain: tenant × environment × subscription × price × window_size × window_start.
+-#}
+with pieces as (
+    select * from {{ ref('int_line_item_window_pieces') }}
+),
+
+instant_costs as (
+    select * from {{ ref('int_line_item_instant_costs') }}
+),
+
+periods as (
+    select * from {{ ref('int_line_item_periods') }}
+),
+
+line_items as (
+    select distinct
+        line_item_key,
+        tenant_id,
+        environment_id,
+        subscription_id,
+        price_id,
+        subscription_line_item_id,
+        meter_id,
+        external_customer_id,
+        currency
+    from periods
+),
+
+{#- Each piece's two ends, signed, so that one join prices both. -#}
+piece_ends as (
+    select
+        line_item_key, window_size, window_start, period_index,
+        piece_start as instant, -1 as sign
+    from pieces
+    union all
+    select
+        line_item_key, window_size, window_start, period_index,
+        piece_end as instant, 1 as sign
+    from pieces
+),
+
+point_costs as (
+    select
+        piece_ends.line_item_key,
+        piece_ends.window_size,
+        piece_ends.window_start,
+        sum(piece_ends.sign * costs.charged_cost_rounded) as cost
+    from piece_ends
+    inner join instant_costs as costs
+        on piece_ends.line_item_key = costs.line_item_key
+        and piece_ends.period_index = costs.period_index
+        and piece_ends.instant = costs.instant
+    group by piece_ends.line_item_key, piece_ends.window_size, piece_ends.window_start
+),
+
+{#- A window's own columns, from its first piece. -#}
+point_windows as (
+    select line_item_key, window_size, window_start, window_end, timezone, window_usage,
+        window_event_count
+    from pieces
+    where piece_start = window_start or period_index = 0
+),
+
+final as (
+    select
+        line_items.tenant_id,
+        line_items.environment_id,
+        line_items.subscription_id,
+        line_items.price_id,
+        line_items.subscription_line_item_id,
+        line_items.meter_id,
+        line_items.external_customer_id,
+        line_items.currency,
+        point_costs.window_size,
+        point_costs.window_start,
+        windows.window_end,
+        windows.timezone,
+        windows.window_usage as usage,
+        cast(windows.window_event_count as bigint) as event_count,
+        cast(point_costs.cost as {{ mh_quantity_type() }}) as cost
+    from point_costs
+    inner join line_items
+        on point_costs.line_item_key = line_items.line_item_key
+    inner join point_windows as windows
+        on point_costs.line_item_key = windows.line_item_key
+        and point_costs.window_size = windows.window_size
+        and point_costs.window_start = windows.window_start
+)
+
+select * from final

@@ -1,0 +1,1 @@
+"""Publishing what the read API serves."""

@@ -1,0 +1,92 @@
+"""The read API on PostgreSQL: the same answers as the reference (TestClient and a real
+`meterhouse serve --target postgres`), tenant scoping, and a 503 when the server is gone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import Settings
+from orchestration.warehouse import WarehouseConfig
+from tests.api.checks import (
+    check_aggregation_override,
+    check_event_summaries,
+    check_events_analytics_matches_reference,
+    check_include_children,
+    check_meter_usage_matches_reference,
+    check_stripe_meter_usage_matches_reference,
+)
+from tests.api.data import CASES, GLOBEX_KEY, T0, T1, acme, build_api_warehouse, iso
+from tests.api.server import running_server
+from tests.conftest import _check_postgres, _fresh_postgres_database, _postgres_server_config
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def pg_warehouse() -> Iterator[WarehouseConfig]:
+    """The test warehouse in a fresh Postgres database, built once for this module."""
+    server = _postgres_server_config()
+    _check_postgres(server)
+    with _fresh_postgres_database(server) as config:
+        build_api_warehouse(config, CASES)
+        yield config
+
+
+@pytest.fixture(scope="module")
+def pg_client(pg_warehouse) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(warehouse=pg_warehouse, pg_pool_size=4)),
+                    raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_meter_usage_matches_the_reference(pg_client, expected):
+    assert check_meter_usage_matches_reference(pg_client, expected) > 100
+    assert check_aggregation_override(pg_client, expected) > 10
+
+
+def test_events_analytics_matches_the_reference(pg_client, expected):
+    assert check_events_analytics_matches_reference(pg_client, expected) > 50
+    check_include_children(pg_client, expected)
+
+
+def test_stripe_endpoints_match_the_reference(pg_client, expected):
+    assert check_stripe_meter_usage_matches_reference(pg_client, expected) > 20
+    assert check_event_summaries(pg_client, expected) > 6
+
+
+def test_tenant_scoping_and_injection(pg_client):
+    body = {"external_customer_id": "cust_1", "meter_ids": ["mtr_calls"],
+            "aggregation_type": "COUNT", "start_time": iso(T0), "end_time": iso(T1)}
+    globex = pg_client.post("/v1/meter-usage/analytics", headers={"x-api-key": GLOBEX_KEY},
+                            json=body).json()
+    assert globex["items"][0]["total_value"] == "30"
+    missing = pg_client.post("/v1/meter-usage/analytics", headers=acme(),
+                             json={**body, "meter_ids": ["mtr_globex_only"]})
+    assert missing.status_code == 404
+    response = pg_client.post("/v1/events/analytics", headers=acme(), json={
+        "external_customer_id": "cust_1", "start_time": iso(T0), "end_time": iso(T1),
+        "property_filters": {"model": ["x' or '1'='1"]}})
+    assert response.status_code == 200 and response.json()["items"] == []
+
+
+def test_an_unreachable_server_is_a_503(pg_warehouse):
+    gone = WarehouseConfig(target="postgres", pg_host="127.0.0.1", pg_port=1,
+                           pg_database=pg_warehouse.pg_database)
+    with TestClient(create_app(Settings(warehouse=gone))) as client:
+        response = client.get("/v1/meters", headers=acme())
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"
+    assert "cannot connect to PostgreSQL" in response.json()["message"]
+
+
+def test_meterhouse_serve_on_postgres(pg_warehouse, expected):
+    env = {"MH_PG_HOST": pg_warehouse.pg_host, "MH_PG_PORT": str(pg_warehouse.pg_port),
+           "MH_PG_USER": pg_warehouse.pg_user, "MH_PG_DATABASE": pg_warehouse.pg_database}
+    with running_server(["--target", "postgres"], env=env) as http:
+        assert check_meter_usage_matches_reference(http, expected) > 100
+        assert check_stripe_meter_usage_matches_reference(http, expected) > 20
+        assert http.get("/v1/meters", headers=acme()).json()["pagination"]["total"] == 7

@@ -1,0 +1,133 @@
+"""Serving while a build writes (DuckDB): the API reads published snapshots, never the file a
+build holds; new data appears all at once when a snapshot is published; without a snapshot a
+locked warehouse is a clear 503."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.serving import CURRENT, current_snapshot, publish_if_stale, publish_snapshot
+from api.settings import Settings
+from orchestration.warehouse import WarehouseConfig
+from tests.api.data import T0, T1, acme, iso, sha
+
+pytestmark = pytest.mark.slow
+
+BODY = {"external_customer_id": "cust_1", "meter_ids": ["mtr_tokens"],
+        "aggregation_type": "SUM", "start_time": iso(T0), "end_time": iso(T1)}
+HOLD_LOCK = """
+import sys, time, duckdb
+conn = duckdb.connect(sys.argv[1])
+conn.execute("begin transaction")
+conn.execute("create table build_in_progress (a integer)")
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def warehouse_copy(duckdb_warehouse: WarehouseConfig, tmp_path: Path) -> WarehouseConfig:
+    """A private copy of the session's warehouse (no snapshot yet)."""
+    source = Path(duckdb_warehouse.duckdb_path)
+    target = tmp_path / "warehouse.duckdb"
+    shutil.copy(source, target)
+    if Path(f"{source}.wal").exists():
+        shutil.copy(f"{source}.wal", f"{target}.wal")
+    return WarehouseConfig(target="duckdb", duckdb_path=str(target))
+
+
+@contextmanager
+def build_holding(path: str) -> Iterator[None]:
+    """Another process writing the warehouse, as dbt does during a build."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path], stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        assert process.stdout.readline().strip() == "locked"
+        with pytest.raises(duckdb.IOException):
+            duckdb.connect(path, read_only=True)  # nobody else can open it now
+        yield
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def usage_total(client: TestClient, headers: dict | None = None):
+    response = client.post("/v1/meter-usage/analytics", headers=headers or acme(), json=BODY)
+    return response.status_code, response.json()
+
+
+def test_the_api_answers_from_the_snapshot_while_a_build_holds_the_warehouse(warehouse_copy):
+    publish_snapshot(warehouse_copy)
+    with TestClient(create_app(Settings(warehouse=warehouse_copy))) as client:
+        status, before = usage_total(client)
+        assert status == 200
+        with build_holding(warehouse_copy.duckdb_path):
+            for _ in range(3):
+                assert usage_total(client) == (200, before)
+
+
+def test_without_a_snapshot_a_locked_warehouse_is_a_503(warehouse_copy):
+    with TestClient(create_app(Settings(warehouse=warehouse_copy))) as client:
+        assert usage_total(client)[0] == 200  # read directly, read-only, per request
+        with build_holding(warehouse_copy.duckdb_path):
+            status, error = usage_total(client)
+            assert status == 503
+            assert error["code"] == "service_unavailable"
+            assert "being written by a build" in error["message"]
+        assert usage_total(client)[0] == 200
+
+
+def test_new_data_appears_atomically_when_a_snapshot_is_published(warehouse_copy):
+    publish_snapshot(warehouse_copy)
+    new_key = "mh_test_acme_new"
+    with duckdb.connect(warehouse_copy.duckdb_path) as conn:  # a build changes the catalog
+        conn.execute("insert into catalog_api_keys values ('acme', 'production', 'new', ?, "
+                     "false)", [sha(new_key)])
+    with TestClient(create_app(Settings(warehouse=warehouse_copy))) as client:
+        assert usage_total(client, {"x-api-key": new_key})[0] == 401  # not published yet
+        publish_snapshot(warehouse_copy)
+        assert usage_total(client, {"x-api-key": new_key})[0] == 200
+        assert usage_total(client)[0] == 200
+
+
+def test_publishing_keeps_a_few_snapshots_and_a_pointer(warehouse_copy):
+    folder = Path(f"{warehouse_copy.duckdb_path}.serving")
+    published = [publish_snapshot(warehouse_copy) for _ in range(5)]
+    assert current_snapshot(folder) == published[-1]
+    assert (folder / CURRENT).read_text().strip() == published[-1].name
+    assert sorted(folder.glob("snapshot-*.duckdb")) == sorted(published[-3:])
+    with duckdb.connect(str(published[-1]), read_only=True) as conn:
+        tables = {r[0] for r in conn.execute("show tables").fetchall()}
+    assert {"fct_meter_usage_minutely", "serving_meter_event_values", "catalog_api_keys",
+            "customer_billing_periods", "serving_snapshot_info"} <= tables
+    assert "raw_events" not in tables
+
+
+def test_serve_start_up_publishes_only_when_stale(warehouse_copy):
+    assert publish_if_stale(warehouse_copy).startswith("published")
+    assert publish_if_stale(warehouse_copy).endswith("(up to date)")
+    later = time.time() + 5
+    os.utime(warehouse_copy.duckdb_path, (later, later))
+    with build_holding(warehouse_copy.duckdb_path):
+        assert "serving the previous snapshot" in publish_if_stale(warehouse_copy)
+    assert publish_if_stale(warehouse_copy).startswith("published")
+
+
+def test_a_missing_warehouse_is_a_503(tmp_path):
+    config = WarehouseConfig(target="duckdb", duckdb_path=str(tmp_path / "none.duckdb"))
+    with TestClient(create_app(Settings(warehouse=config))) as client:
+        status, error = usage_total(client)
+    assert status == 503 and "does not exist yet" in error["message"]
+    assert not (tmp_path / "none.duckdb").exists()  # the API never creates a warehouse
