@@ -1,6 +1,15 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ mh_delete_changed(['event']) }}",
+)}}
+/* depends on {{ ref('int_event_changes') }} */
 {#- The latest version of every event id (DESIGN 3: a re-sent id replaces the earlier one). -#}
 with events as (
-    select * from {{ ref('stg_events') }}
+    select * from {{ ref('stg_events') }} as events
+    {%- if mh_incremental_batch() %}
+    where {{ mh_changed('event', 'events') }} and events.ingest_seq <= {{ mh_batch_to() }}
+    {%- endif %}
 ),
 
 ranked_by_version as (

@@ -1,15 +1,36 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ mh_delete_changed(['event', 'meter']) }}",
+)}}
+/* depends on {{ ref('int_event_changes') }} */
+/* depends on {{ ref('int_changed_meters') }} */
 {#-
   Every (event × meter) pair where the event matches the meter (event_name equal, every
   filter key present with a listed value), with the event's quantity for that meter, or the
   reason it has none. Property values are read here once; later models never parse JSON.
   Meters with a CEL expression compute their quantity in the cel_* CTEs (macros/cel/).
 -#}
+{#- A batch run pairs the touched events with every meter and every event with the changed
+    meters (macros/incremental/incremental.sql). -#}
 with events as (
-    select * from {{ ref('int_events_deduplicated') }}
+    select
+        events.*,
+        {{ mh_changed('event', 'events') if mh_incremental_batch() else 'true' }} as event_changed
+    from {{ ref('int_events_deduplicated') }} as events
+    {%- if mh_incremental_batch() %}
+    where {{ mh_changed('event', 'events') }}
+        or exists (select 1 from {{ ref('int_changed_meters') }} as changed
+            where changed.tenant_id = events.tenant_id
+            and changed.environment_id = events.environment_id)
+    {%- endif %}
 ),
 
 meters as (
-    select * from {{ ref('stg_meters') }}
+    select
+        meters.*,
+        {{ mh_changed('meter', 'meters') if mh_incremental_batch() else 'true' }} as meter_changed
+    from {{ ref('stg_meters') }} as meters
 ),
 
 meter_filters as (
@@ -36,6 +57,7 @@ paired_with_meters as (
         on events.tenant_id = meters.tenant_id
         and events.environment_id = meters.environment_id
         and events.event_name = meters.event_name
+    where events.event_changed or meters.meter_changed
 ),
 
 filter_keys as (

@@ -1,3 +1,12 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ mh_delete_changed(['window', 'meter'], "
+        ~ "\"target.aggregation_type = 'WEIGHTED_SUM' and \" ~ mh_changed('customer', 'target')) }}",
+)}}
+/* depends on {{ ref('int_event_changes') }} */
+/* depends on {{ ref('int_changed_meters') }} */
+/* depends on {{ ref('int_changed_windows') }} */
 {#-
   meter_usage: the value of every window of every size, in each customer's calendar
   (customer timezone; MONTH at the customer's billing anchor, calendar months without one).
@@ -7,9 +16,43 @@
 {%- set window_keys = 'tenant_id, environment_id, meter_id, external_customer_id, '
     ~ 'window_size, window_start' -%}
 
+{#-
+  A batch run recomputes the changed windows (int_changed_windows: those holding a changed
+  minute of the customer), every window of a changed meter, and every WEIGHTED_SUM window of a
+  changed customer (its level carries over from all earlier events). It reads the minutes of
+  the changed customers in the span of their changed windows.
+-#}
+{%- if mh_incremental_batch() %}
+with changed_spans as (
+    select
+        tenant_id,
+        environment_id,
+        external_customer_id,
+        min(window_start) as span_start,
+        max(window_end) as span_end
+    from {{ ref('int_changed_windows') }}
+    group by tenant_id, environment_id, external_customer_id
+),
+
+minutely as (
+    select minutely.*
+    from {{ ref('fct_meter_usage_minutely') }} as minutely
+    where exists (
+            select 1 from changed_spans as spans
+            where spans.tenant_id = minutely.tenant_id
+            and spans.environment_id = minutely.environment_id
+            and spans.external_customer_id = minutely.external_customer_id
+            and minutely.minute_start >= spans.span_start
+            and minutely.minute_start < spans.span_end
+        )
+        or {{ mh_changed('meter', 'minutely') }}
+        or (minutely.aggregation_type = 'WEIGHTED_SUM' and {{ mh_changed('customer', 'minutely') }})
+),
+{%- else %}
 with minutely as (
     select * from {{ ref('fct_meter_usage_minutely') }}
 ),
+{%- endif %}
 
 distinct_values as (
     select * from {{ ref('fct_meter_distinct_values_minutely') }}
@@ -75,7 +118,7 @@ minutes_in_meter_buckets as (
     where minutes.bucket_size is null
 ),
 
-minutes_in_windows as (
+minutes_in_all_windows as (
     select
         minutes.*,
         'MINUTE' as window_size,
@@ -98,6 +141,15 @@ minutes_in_windows as (
             = case when calendar.window_size = 'MONTH' then minutes.month_anchor_key else '' end
         and minutes.minute_start >= calendar.bucket_start
         and minutes.minute_start < calendar.bucket_end
+),
+
+minutes_in_windows as (
+    select * from minutes_in_all_windows as minutes
+    {%- if mh_incremental_batch() %}
+    where {{ mh_changed('window', 'minutes') }}
+        or {{ mh_changed('meter', 'minutes') }}
+        or minutes.aggregation_type = 'WEIGHTED_SUM'
+    {%- endif %}
 ),
 
 window_states as (

@@ -1,3 +1,10 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ mh_delete_changed(['minute', 'meter']) }}",
+)}}
+/* depends on {{ ref('int_event_changes') }} */
+/* depends on {{ ref('int_changed_meters') }} */
 {#-
   Mergeable usage states per minute: the base every window size and every requested range
   is computed from (DESIGN 7). Grain: tenant × environment × meter × customer × group × minute.
@@ -5,8 +12,11 @@
   time integral of a WEIGHTED_SUM level over any minute-aligned range is exact.
 -#}
 with meter_events as (
-    select * from {{ ref('int_meter_events') }}
+    select * from {{ ref('int_meter_events') }} as meter_events
     where quantity_error is null
+    {%- if mh_incremental_batch() %}
+        and {{ mh_in_changed_scope(['minute', 'meter'], 'meter_events') }}
+    {%- endif %}
 ),
 
 with_latest_rank as (

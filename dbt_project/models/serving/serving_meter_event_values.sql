@@ -1,3 +1,10 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ mh_delete_changed(['event', 'meter']) }}",
+)}}
+/* depends on {{ ref('int_event_changes') }} */
+/* depends on {{ ref('int_changed_meters') }} */
 {#-
   What the read API filters and groups by: one row per event a meter counts (with a usable
   value), carrying the event's source and its properties. Property filters, group_by
@@ -10,8 +17,11 @@
   not ask for (Postgres: the index below).
 -#}
 with meter_events as (
-    select * from {{ ref('int_meter_events') }}
+    select * from {{ ref('int_meter_events') }} as meter_events
     where quantity_error is null
+    {%- if mh_incremental_batch() %}
+        and {{ mh_in_changed_scope(['event', 'meter'], 'meter_events') }}
+    {%- endif %}
 ),
 
 events as (

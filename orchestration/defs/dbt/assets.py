@@ -4,12 +4,14 @@
 import os
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from orchestration.build_state import plan_build, record_build
 from orchestration.defs.dbt.project import DBT_PROJECT_DIR, dbt_environment, ensure_manifest
 from orchestration.resources import MeterhouseResource
 
@@ -42,6 +44,15 @@ def dbt_resource(meterhouse: MeterhouseResource | None = None) -> DbtCliResource
 def meterhouse_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, meterhouse: MeterhouseResource
 ):
-    """Staging → intermediate → marts → serving, with their data and unit tests."""
+    """Staging → intermediate → marts → serving, with their data and unit tests.
+
+    After the first build, a batch run: only what new events and changed meters touch is
+    rewritten (orchestration/build_state.py); the build is recorded once dbt succeeded.
+    """
     os.environ.update(dbt_environment(meterhouse.warehouse_config()))
-    yield from dbt.cli(["build"], context=context).stream()
+    with meterhouse.warehouse() as warehouse:
+        plan = plan_build(warehouse)
+    context.log.info(f"dbt: {plan.describe()}")
+    yield from dbt.cli(["build", *plan.dbt_args()], context=context).stream()
+    with meterhouse.warehouse() as warehouse:
+        record_build(warehouse, plan, datetime.now(UTC))

@@ -1,0 +1,94 @@
+{#-
+  Incremental builds (docs/ARCHITECTURE.md, "Incremental builds").
+
+  A build is either full (no vars: every model computes everything) or a batch run, when the
+  orchestrator passes `mh_batch_from` and `mh_batch_to`: the raw events with
+  ingest_seq in (mh_batch_from, mh_batch_to] are new. Optionally `mh_rebuild_from` and
+  `mh_rebuild_to` (timestamps) add every event whose time lies in that range (a backfill of a
+  partition). Three small tables say what changed (int_event_changes: every version of every
+  touched event id, with its customer and minute; int_changed_meters: meters whose definition
+  differs from the last completed build; int_changed_windows: the windows of every size that
+  contain a changed minute), and each incremental model deletes exactly the rows in that scope
+  and inserts them recomputed from its (already updated) inputs, in one transaction.
+
+  Everything is recomputed from the raw events, which are only ever appended, so a batch run
+  that died half-way is simply run again with the same lower bound: each model's delete and
+  insert is idempotent.
+-#}
+
+{% macro mh_batch_run() -%}
+    {{ return(var('mh_batch_from', none) is not none) }}
+{%- endmacro %}
+
+{#- True when this model updates only the changed scope (its table exists, a batch run). -#}
+{% macro mh_incremental_batch() -%}
+    {{ return(mh_batch_run() and is_incremental()) }}
+{%- endmacro %}
+
+{% macro mh_batch_from() -%} {{ var('mh_batch_from') | int }} {%- endmacro %}
+{% macro mh_batch_to() -%} {{ var('mh_batch_to') | int }} {%- endmacro %}
+
+{#-
+  `exists` predicates on the change tables for the row `alias`. Scopes:
+  event  - the row's event id was touched (tenant, environment, event_id);
+  minute - the row's customer minute holds a touched event version;
+  meter  - the row's meter changed (or was removed);
+  window - the row's window contains a changed minute of its customer;
+  customer - the row's customer has any changed minute.
+-#}
+{% macro mh_changed(scope, alias) -%}
+    {%- if scope == 'meter' -%}
+        exists (select 1 from {{ ref('int_changed_meters') }} as changed
+            where changed.tenant_id = {{ alias }}.tenant_id
+            and changed.environment_id = {{ alias }}.environment_id
+            and changed.meter_id = {{ alias }}.meter_id)
+    {%- elif scope == 'event' -%}
+        exists (select 1 from {{ ref('int_event_changes') }} as changed
+            where changed.tenant_id = {{ alias }}.tenant_id
+            and changed.environment_id = {{ alias }}.environment_id
+            and changed.event_id = {{ alias }}.event_id)
+    {%- elif scope == 'minute' -%}
+        exists (select 1 from {{ ref('int_event_changes') }} as changed
+            where changed.tenant_id = {{ alias }}.tenant_id
+            and changed.environment_id = {{ alias }}.environment_id
+            and changed.external_customer_id = {{ alias }}.external_customer_id
+            and changed.minute_start = {{ alias }}.minute_start)
+    {%- elif scope == 'customer' -%}
+        exists (select 1 from {{ ref('int_event_changes') }} as changed
+            where changed.tenant_id = {{ alias }}.tenant_id
+            and changed.environment_id = {{ alias }}.environment_id
+            and changed.external_customer_id = {{ alias }}.external_customer_id)
+    {%- elif scope == 'window' -%}
+        exists (select 1 from {{ ref('int_changed_windows') }} as changed
+            where changed.tenant_id = {{ alias }}.tenant_id
+            and changed.environment_id = {{ alias }}.environment_id
+            and changed.external_customer_id = {{ alias }}.external_customer_id
+            and changed.window_size = {{ alias }}.window_size
+            and changed.window_start = {{ alias }}.window_start)
+    {%- else -%}
+        {{ exceptions.raise_compiler_error('mh_changed: unknown scope ' ~ scope) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The rows of an incremental model in the changed scope (`scopes`: a list of scope names,
+    or a ready-made predicate on `alias`). -#}
+{% macro mh_in_changed_scope(scopes, alias) -%}
+    ({% for scope in scopes %}{{ mh_changed(scope, alias) }}{{ ' or ' if not loop.last }}{% endfor %})
+{%- endmacro %}
+
+{#-
+  Pre-hook of an incremental model: in a batch run, delete the rows in the changed scope (the
+  model inserts them again, recomputed); in a full run over an existing table, delete
+  everything (the model inserts everything). Runs in the model's transaction.
+-#}
+{% macro mh_delete_changed(scopes, extra=none) -%}
+    {%- if is_incremental() -%}
+        {%- if mh_batch_run() -%}
+            delete from {{ this }} as target
+            where {{ mh_in_changed_scope(scopes, 'target') }}
+            {%- if extra %} or ({{ extra }}){% endif %}
+        {%- else -%}
+            delete from {{ this }}
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
