@@ -34,6 +34,7 @@ SNAPSHOT_INFO = "serving_snapshot_info"
 SERVING_TABLES = (
     "customer_usage_calendars",
     "customer_billing_periods",
+    "subscription_billing_periods",
     "fct_meter_usage_minutely",
     "fct_meter_distinct_values_minutely",
 )

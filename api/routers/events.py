@@ -147,9 +147,10 @@ def get_usage_analytics(
             if usage.event_count > 0:
                 group = {_group_name(d): value for d, value in zip(selection.group_by, key,
                                                                    strict=True)}
-                items.append(ItemUsage(feature, group, usage))
+                items.append(ItemUsage(feature, group, usage, key))
 
-    costs = costs_for(warehouse, principal, customer, family, start, end, window, items, expand)
+    costs = costs_for(warehouse, principal, customer, family, start, end, window, items, expand,
+                      meters=meters, selection=selection, month_anchor=anchor)
     priced = list(zip(items, costs.items, strict=True)) + costs.extra_items
     response = GetUsageAnalyticsResponse(
         currency=costs.currency,
@@ -158,7 +159,7 @@ def get_usage_analytics(
                for item, cost in priced],
     )
     content = response.model_dump(mode="json", exclude_none=True)
-    content["currency"] = costs.currency  # null until prices apply, never left out
+    content["currency"] = costs.currency  # null without a subscription, never left out
     return JSONResponse(content)
 
 
