@@ -138,58 +138,64 @@ class LineItemInfo:
             true_up_enabled=bool(c["true_up_enabled"]), is_windowed=bool(c["is_windowed"]))
 
 
-def _rows(warehouse: Warehouse, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    """Rows as dicts, in the order of the select list (`sql` names each column)."""
-    names = [part.strip().split(" ")[-1].split(".")[-1]
-             for part in sql.split(" from ")[0].removeprefix("select ").split(",")]
-    return [dict(zip(names, row, strict=True)) for row in warehouse.query(sql, params)]
+def _select(warehouse: Warehouse, principal: Principal, table: str, columns: str,
+            where: str = "", params: tuple[Any, ...] = (), order: str = ""
+            ) -> list[dict[str, Any]]:
+    """Rows of a catalog table in the caller's tenant environment, as dicts."""
+    p = warehouse.ph
+    names = [name.strip() for name in columns.split(",")]
+    rows = warehouse.query(
+        f"select {columns} from {warehouse.table(table)} "
+        f"where tenant_id = {p} and environment_id = {p}{where}"
+        + (f" order by {order}" if order else ""),
+        [principal.tenant_id, principal.environment_id, *params])
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def line_items(warehouse: Warehouse, principal: Principal, customer: Customer,
                end: datetime) -> list[LineItemInfo]:
     """The customer's metered line items, in subscription start, subscription and plan order,
     each with its billing periods starting before `end`."""
-    p, t = warehouse.ph, warehouse.table
-    scope = [principal.tenant_id, principal.environment_id]
-    where = f"where tenant_id = {p} and environment_id = {p}"
-    subscriptions = _rows(warehouse, (
-        "select subscription_id, customer_id, external_customer_id, plan_id, currency, "
-        "start_date, end_date, billing_anchor, billing_period, billing_period_count "
-        f"from {t('catalog_subscriptions')} {where} and customer_id = {p} "
-        "order by start_date, subscription_id"), [*scope, customer.id])
+    p = warehouse.ph
+    subscriptions = _select(
+        warehouse, principal, "catalog_subscriptions",
+        "subscription_id, customer_id, external_customer_id, plan_id, currency, start_date, "
+        "end_date, billing_anchor, billing_period, billing_period_count",
+        f" and customer_id = {p}", (customer.id,), "start_date, subscription_id")
     if not subscriptions:
         return []
     for sub in subscriptions:
         for column in ("start_date", "end_date", "billing_anchor"):
             sub[column] = _ts(sub[column])
-    prices = {row["price_id"]: row for row in _rows(warehouse, (
-        "select price_id, price_type, meter_id, currency, billing_model, tier_mode, amount, "
+    prices = {row["price_id"]: row for row in _select(
+        warehouse, principal, "catalog_prices",
+        "price_id, price_type, meter_id, currency, billing_model, tier_mode, amount, "
         "transform_divide_by, transform_round, billing_period, billing_period_count, "
-        f"display_name, description from {t('catalog_prices')} {where}"), scope)}
+        "display_name, description")}
     tiers: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in _rows(warehouse, (
-            "select price_id, tier_index, up_to, unit_amount, flat_amount "
-            f"from {t('catalog_price_tiers')} {where} order by price_id, tier_index"), scope):
+    for row in _select(warehouse, principal, "catalog_price_tiers",
+                       "price_id, tier_index, up_to, unit_amount, flat_amount",
+                       order="price_id, tier_index"):
         tiers[row["price_id"]].append(row)
     plan_prices: dict[str, list[str]] = defaultdict(list)
-    for row in _rows(warehouse, (
-            f"select plan_id, price_id, position from {t('catalog_plan_prices')} {where} "
-            "order by plan_id, position"), scope):
+    for row in _select(warehouse, principal, "catalog_plan_prices", "plan_id, price_id",
+                       order="plan_id, position"):
         plan_prices[row["plan_id"]].append(row["price_id"])
-    plans = {row["plan_id"]: row for row in _rows(warehouse, (
-        f"select plan_id, name, description from {t('catalog_plans')} {where}"), scope)}
-    commitments = {(row["subscription_id"], row["price_id"]): row for row in _rows(warehouse, (
-        "select subscription_id, price_id, commitment_type, commitment_amount, "
-        "commitment_quantity, overage_factor, true_up_enabled, is_windowed "
-        f"from {t('catalog_subscription_commitments')} {where}"), scope)}
-    sub_ids = [sub["subscription_id"] for sub in subscriptions]
+    plans = {row["plan_id"]: row for row in _select(
+        warehouse, principal, "catalog_plans", "plan_id, name, description")}
+    commitments = {(row["subscription_id"], row["price_id"]): row for row in _select(
+        warehouse, principal, "catalog_subscription_commitments",
+        "subscription_id, price_id, commitment_type, commitment_amount, commitment_quantity, "
+        "overage_factor, true_up_enabled, is_windowed")}
+    sub_ids = tuple(sub["subscription_id"] for sub in subscriptions)
     periods: dict[str, list[pricing.Period]] = defaultdict(list)
-    for sub_id, start, stop in warehouse.query(
-            "select subscription_id, period_start, period_end "
-            f"from {t('subscription_billing_periods')} {where} and subscription_id in "
-            f"({', '.join([p] * len(sub_ids))}) and period_start < {p} "
-            "order by subscription_id, period_index", [*scope, *sub_ids, end]):
-        periods[sub_id].append((_ts(start), _ts(stop)))
+    for row in _select(
+            warehouse, principal, "subscription_billing_periods",
+            "subscription_id, period_start, period_end",
+            f" and subscription_id in ({', '.join([p] * len(sub_ids))}) and period_start < {p}",
+            (*sub_ids, end), "subscription_id, period_index"):
+        periods[row["subscription_id"]].append((_ts(row["period_start"]),
+                                                _ts(row["period_end"])))
     found = []
     for sub in subscriptions:
         for price_id in plan_prices.get(sub["plan_id"], []):
@@ -248,6 +254,7 @@ class StatePricing(pricing.LineItemPricing):
         self._distinct_minutes = [m for m, _ in self.distinct]
         self._quantities: dict[tuple[datetime, datetime], Decimal] = {}
         self._buckets: dict[tuple[datetime, datetime], dict[datetime, Decimal]] = {}
+        self._bucket_starts: dict[datetime, datetime] = {}
         valued = [s.value_sum if s.value_count else ZERO for s in self.states]
         self._sum = list(accumulate(valued, _EXACT.add, initial=ZERO))
         self._count = list(accumulate((s.event_count for s in self.states), initial=0))
@@ -323,11 +330,10 @@ class StatePricing(pricing.LineItemPricing):
         return maxima
 
     def _bucket_of(self, minute: datetime) -> datetime:
-        cache = self.__dict__.setdefault("_bucket_cache", {})
-        if minute not in cache:
-            cache[minute] = windows.bucket_start(minute, self.item.meter.bucket_size,
-                                                 self.item.timezone, self.item.month_anchor)
-        return cache[minute]
+        if minute not in self._bucket_starts:
+            self._bucket_starts[minute] = windows.bucket_start(
+                minute, self.item.meter.bucket_size, self.item.timezone, self.item.month_anchor)
+        return self._bucket_starts[minute]
 
     def _bucket_costs(self, lo: datetime, hi: datetime) -> dict[datetime, Decimal]:
         key = (lo, hi)
