@@ -28,7 +28,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import accumulate
 from typing import Any
@@ -39,8 +39,15 @@ from api.lookups import Customer, Feature, Meter
 from api.usage import (
     FAR_PAST,
     Group,
+    MeterInfo,
     Selection,
     Usage,
+    _dec,
+    _group_columns,
+    _GroupStates,
+    _matched_cte,
+    _out_dec,
+    _out_ts,
     _ts,
     fetch_distinct_values,
     fetch_group_states,
@@ -55,6 +62,7 @@ from orchestration.warehouse import Warehouse
 ZERO = Decimal(0)
 _EXACT = pricing._EXACT
 _US_PER_SECOND = 1_000_000
+MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -510,7 +518,8 @@ def _states_for(warehouse: Warehouse, meter: Meter, info: LineItemInfo, customer
                 start: datetime, end: datetime, selection: Selection, wanted: set[Group]
                 ) -> dict[Group, tuple[list[st.MinuteState], list[tuple[datetime, str]],
                                        Decimal]]:
-    """Minute states of each wanted group from the earliest usage origin the range needs."""
+    """Minute states of each wanted group from the earliest usage origin the range needs,
+    with every minute that a billing period boundary cuts split at the boundary."""
     periods = [p for p in info.periods if p[0] < end and p[1] > start]
     bucketed = meter.aggregation_type == "MAX" and bool(meter.bucket_size)
     if meter.reset_usage == "NEVER" and not bucketed:
@@ -519,31 +528,106 @@ def _states_for(warehouse: Warehouse, meter: Meter, info: LineItemInfo, customer
         since = min(p[0] for p in periods)
     # costs are needed up to `end` only: a true-up counts when its period ends by then
     until = min(max(p[1] for p in periods), end)
+    since, until = _floor_minute(since), _ceil_minute(until)
+    cuts = sorted({bound for period in info.periods for bound in period
+                   if since <= bound < until and bound != _floor_minute(bound)})
     kind = meter.aggregation_type
     info_meter = meter.info()
-    result: dict[Group, tuple[list, list, Decimal]] = {}
     if not selection.needs_events:
-        states = fetch_states(warehouse, info_meter, customers, since, until)
-        distinct = (fetch_distinct_values(warehouse, info_meter, customers, since, until)
-                    if kind == "COUNT_UNIQUE" else [])
-        opening = ZERO
-        if kind == "WEIGHTED_SUM" and meter.reset_usage == "NEVER":
-            opening = _sum_exact(level_before(warehouse, info_meter, c, FAR_PAST, since)
-                                 for c in customers)
-        result[()] = (states, distinct, opening)
-        return result
-    groups = fetch_group_states(warehouse, info_meter, customers, since, until, selection, kind)
+        data = _GroupStates(fetch_states(warehouse, info_meter, customers, since, until))
+        if kind == "COUNT_UNIQUE":
+            data.distinct = fetch_distinct_values(warehouse, info_meter, customers, since,
+                                                  until)
+        groups = {(): data}
+    else:
+        groups = fetch_group_states(warehouse, info_meter, customers, since, until, selection,
+                                    kind)
+    if cuts:
+        _split_at(warehouse, info_meter, customers, selection, groups, cuts)
     openings: dict[Group, Decimal] = defaultdict(lambda: ZERO)
     if kind == "WEIGHTED_SUM" and meter.reset_usage == "NEVER":
         for c in customers:
+            if not selection.needs_events:
+                openings[()] = _EXACT.add(openings[()], level_before(
+                    warehouse, info_meter, c, FAR_PAST, since))
+                continue
             for key, level in group_levels_before(warehouse, info_meter, c, FAR_PAST, since,
                                                   selection).items():
                 openings[key] = _EXACT.add(openings[key], level)
+    result = {}
     for key in wanted:
         data = groups.get(key)
         result[key] = (data.states if data else [], data.distinct if data else [],
                        openings[key])
     return result
+
+
+def _floor_minute(value: datetime) -> datetime:
+    return value.replace(second=0, microsecond=0)
+
+
+def _ceil_minute(value: datetime) -> datetime:
+    floor = _floor_minute(value)
+    return floor if floor == value else floor + MINUTE
+
+
+def _split_at(warehouse: Warehouse, meter: MeterInfo, customers: list[str],
+              selection: Selection, groups: dict[Group, _GroupStates],
+              cuts: list[datetime]) -> None:
+    """Replace the states of each minute a cut falls in by one state per part of the minute,
+    each starting at its part's start, built from that minute's event values
+    (serving_meter_event_values), so usage can be counted from a boundary inside a minute."""
+    by_minute: dict[datetime, list[datetime]] = defaultdict(list)
+    for cut in cuts:
+        by_minute[_floor_minute(cut)].append(cut)
+    width = len(selection.group_by)
+    for minute, inside in by_minute.items():
+        bounds = [minute, *sorted(inside), minute + MINUTE]
+        matched, params = _matched_cte(warehouse, meter, customers, minute, minute + MINUTE,
+                                       selection)
+        rows = warehouse.query(
+            f"with {matched} select {_group_columns(selection)}group_value, "
+            f"{_out_ts(warehouse, 'event_timestamp')}, ingest_seq, event_id, "
+            f"{_out_dec(warehouse, 'quantity')}, value_text from matched", params)
+        events: dict[Group, list[tuple]] = defaultdict(list)
+        for row in rows:
+            events[tuple(row[:width])].append(row[width:])
+        for data in groups.values():
+            data.states = [s for s in data.states if s.minute_start != minute]
+            data.distinct = [(m, v) for m, v in data.distinct if m != minute]
+        for key, found in events.items():
+            data = groups.setdefault(key, _GroupStates())
+            for lo, hi in zip(bounds, bounds[1:], strict=False):
+                part = [r for r in found if lo <= _ts(r[1]) < hi]
+                data.states += _part_states(lo, part)
+                data.distinct += sorted({(lo, r[5]) for r in part if r[5] is not None})
+
+
+def _part_states(part_start: datetime, rows: list[tuple]) -> list[st.MinuteState]:
+    """The states of some events of one minute (rows: group value, timestamp, ingest_seq,
+    event_id, quantity, value_text), one per group value, as fct_meter_usage_minutely would
+    hold them for a minute starting at `part_start`."""
+    by_group: dict[str, list[tuple]] = defaultdict(list)
+    for row in rows:
+        by_group[row[0]].append(row)
+    states = []
+    for group_value, group in sorted(by_group.items()):
+        valued = [(_ts(at), seq, event_id, _dec(q)) for _, at, seq, event_id, q, _ in group
+                  if q is not None]
+        latest = max(valued, key=lambda v: (v[0], v[1], v[2]), default=None)
+        states.append(st.MinuteState(
+            group_value=group_value, minute_start=part_start, event_count=len(group),
+            value_count=len(valued), text_count=sum(1 for r in group if r[5] is not None),
+            value_sum=_sum_exact(v[3] for v in valued) if valued else None,
+            value_max=max(v[3] for v in valued) if valued else None,
+            weighted_moment_us=_sum_exact(
+                _EXACT.multiply(v[3], _micros(v[0]) - _micros(part_start)) for v in valued)
+            if valued else None,
+            latest_timestamp=latest[0] if latest else None,
+            latest_ingest_seq=latest[1] if latest else None,
+            latest_event_id=latest[2] if latest else None,
+            latest_value=latest[3] if latest else None))
+    return states
 
 
 def _ref_meter(meter: Meter):
