@@ -105,7 +105,9 @@ def test_costs_of_random_ranges_match_the_reference(tmp_path_factory, all_cases,
     assert compared > 0
 
 
-def test_billing_periods_that_start_inside_a_minute(tmp_path):
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("postgres",
+                                                         marks=pytest.mark.postgres)])
+def test_billing_periods_that_start_inside_a_minute(tmp_path, request, engine):
     """Subscriptions starting, ending and anchored at odd seconds, with events in the very
     minutes their periods change: those minutes are split at the boundary (from the event
     values), so usage counts from the exact instant, as the reference counts it."""
@@ -146,7 +148,8 @@ def test_billing_periods_that_start_inside_a_minute(tmp_path):
             case.events.append(ref.RefEvent(
                 "odd", "prod", f"e{seq}", "e", "c", boundary + timedelta(seconds=offset),
                 {"v": seq % 7 - 1, "g": "ab"[seq % 2]}, ingest_seq=seq))
-    config = WarehouseConfig(target="duckdb", duckdb_path=str(tmp_path / "w.duckdb"))
+    config = (WarehouseConfig(target="duckdb", duckdb_path=str(tmp_path / "w.duckdb"))
+              if engine == "duckdb" else request.getfixturevalue("pg_config"))
     build_api_warehouse(config, [case])
     until = max(PERIODS_UNTIL, *(e.timestamp for e in case.events))
     minute = timedelta(minutes=1)

@@ -117,7 +117,8 @@ def test_publishing_keeps_a_few_snapshots_and_a_pointer(warehouse_copy):
     with duckdb.connect(str(published[-1]), read_only=True) as conn:
         tables = {r[0] for r in conn.execute("show tables").fetchall()}
     assert {"fct_meter_usage_minutely", "serving_meter_event_values", "catalog_api_keys",
-            "customer_billing_periods", "serving_snapshot_info"} <= tables
+            "customer_billing_periods", "subscription_billing_periods", "catalog_prices",
+            "serving_snapshot_info"} <= tables
     assert "raw_events" not in tables
 
 
