@@ -86,6 +86,8 @@ class ItemCost:
     sub_line_item_id: str | None = None
     commitment_info: dict[str, Any] | None = None
     expanded: dict[str, dict[str, Any]] = field(default_factory=dict)  # price, plan, ...
+    # windowed commitments: (utilized, overage, true-up) of each point, aligned with points
+    point_parts: list[tuple[Decimal, Decimal, Decimal]] | None = None
 
     @classmethod
     def zero(cls, points: int) -> ItemCost:
@@ -410,6 +412,18 @@ class StatePricing(pricing.LineItemPricing):
     def window_cost(self, start: datetime, end: datetime) -> Decimal:
         return self.point_cost(start, end) or ZERO
 
+    def window_utilized(self, start: datetime, end: datetime) -> Decimal:
+        """The commitment-covered part of a window's cost (differences of rounded values)."""
+        amount = self.commitment_amount()
+        currency = self.item.price.currency
+        total = ZERO
+        for period in self.item.periods:
+            lo, hi = max(start, period[0]), min(end, period[1])
+            if lo < hi:
+                total += (pricing.round_money(self.utilized_cost(period, hi, amount), currency)
+                          - pricing.round_money(self.utilized_cost(period, lo, amount), currency))
+        return total
+
 
 def _sum_exact(values: Iterable[Decimal]) -> Decimal:
     total = ZERO
@@ -503,6 +517,14 @@ def costs_for(
                 point_costs[n] += priced.window_cost(max(point.start, start),
                                                      min(point.end, end))
         cost.point_costs = point_costs
+        windowed = [priced for _, priced, _ in ranges if priced.item.is_windowed]
+        if windowed:
+            cost.point_parts = []
+            for point in item.usage.points:
+                lo, hi = max(point.start, start), min(point.end, end)
+                utilized = sum((w.window_utilized(lo, hi) for w in windowed), ZERO)
+                charged = sum((w.window_cost(lo, hi) for w in windowed), ZERO)
+                cost.point_parts.append((utilized, charged - utilized, ZERO))
         info, priced, _ = ranges[0]
         cost.price_id = info.price["price_id"]
         cost.plan_id = info.subscription["plan_id"]

@@ -30,7 +30,7 @@ from api.schemas import (
     UsageAnalyticItem,
     UsageAnalyticPoint,
 )
-from api.usage import Dimension, Selection, Usage, grouped_usage
+from api.usage import Dimension, Point, Selection, Usage, grouped_usage
 from models import windows
 
 router = APIRouter(prefix="/v1/events", tags=["Events"], responses=ERROR_RESPONSES)
@@ -190,9 +190,9 @@ def _item(item: ItemUsage, cost: ItemCost, meter: lookups.Meter, principal: Prin
         reporting_unit=reporting_unit(feature),
         window_size=body.window_size,
         event_count=usage.event_count,
-        points=[UsageAnalyticPoint(timestamp=rfc3339(p.start), usage=decimal_text(p.value),
-                                   event_count=p.event_count, cost=decimal_text(c))
-                for p, c in zip(usage.points, point_costs, strict=True)],
+        points=[_point(p, c, parts) for p, c, parts in zip(
+            usage.points, point_costs, cost.point_parts or [None] * len(usage.points),
+            strict=True)],
         total_cost=decimal_text(cost.total_cost),
         currency=cost.currency,
         price_id=cost.price_id,
@@ -208,3 +208,15 @@ def _item(item: ItemUsage, cost: ItemCost, meter: lookups.Meter, principal: Prin
                                 if "subscription_line_item" in expand else None),
         addon=cost.expanded.get("addon") if "addon" in expand else None,
     )
+
+
+def _point(point: Point, cost: Decimal,
+           parts: tuple[Decimal, Decimal, Decimal] | None) -> UsageAnalyticPoint:
+    """A point; with a windowed commitment, also its commitment breakdown."""
+    utilized, overage, true_up = parts if parts else (None, None, None)
+    return UsageAnalyticPoint(
+        timestamp=rfc3339(point.start), usage=decimal_text(point.value),
+        event_count=point.event_count, cost=decimal_text(cost),
+        computed_commitment_utilized_amount=decimal_text(utilized) if parts else None,
+        computed_overage_amount=decimal_text(overage) if parts else None,
+        computed_true_up_amount=decimal_text(true_up) if parts else None)

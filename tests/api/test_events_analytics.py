@@ -117,7 +117,17 @@ def test_costs_of_a_whole_billing_period_are_the_invoice(client, expected):
         if item["aggregation_type"] != "WEIGHTED_SUM":
             assert points + charge.true_up_amount == charge.total_cost, feature_id
     assert items["feat_calls"]["commitment_info"]["true_up_enabled"] is True
-    assert items["feat_peak"]["commitment_info"]["is_windowed"] is True
+    peak = items["feat_peak"]
+    assert peak["commitment_info"]["is_windowed"] is True
+    # windowed commitments break every point down; the parts add up to the item's
+    for part in ("computed_commitment_utilized_amount", "computed_overage_amount",
+                 "computed_true_up_amount"):
+        assert sum(Decimal(p[part]) for p in peak["points"]) == Decimal(
+            peak["commitment_info"][part]), part
+    assert all(Decimal(p["computed_commitment_utilized_amount"])
+               + Decimal(p["computed_overage_amount"]) == Decimal(p["cost"])
+               for p in peak["points"])
+    assert "computed_overage_amount" not in items["feat_calls"]["points"][0]
 
 
 @pytest.mark.parametrize("start, end", [
