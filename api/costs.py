@@ -56,6 +56,7 @@ from api.usage import (
     level_before,
 )
 from models import pricing, windows
+from models import reference as ref
 from models import states as st
 from orchestration.warehouse import Warehouse
 
@@ -469,7 +470,12 @@ def costs_for(
     selection: Selection | None = None,
     month_anchor: datetime | None = None,
 ) -> CostResult:
-    """Costs of `items` for `customer` (usage of `family` folded in) over [start, end)."""
+    """Costs of `items` for `customer` (usage of `family` folded in) over [start, end).
+
+    `meters` are the tenant's meters by id (an item whose meter is missing costs 0),
+    `selection` the request's filters and grouping (each item's `key` names its group) and
+    `month_anchor` the customer's MONTH anchor, which bucketed meters' MONTH buckets follow.
+    """
     selection = selection or Selection()
     currency = response_currency(warehouse, principal, customer, start, end)
     found = [li for li in line_items(warehouse, principal, customer, end)
@@ -652,9 +658,8 @@ def _part_states(part_start: datetime, rows: list[tuple]) -> list[st.MinuteState
     return states
 
 
-def _ref_meter(meter: Meter):
-    from models import reference as ref
-
+def _ref_meter(meter: Meter) -> ref.RefMeter:
+    """The meter as models.pricing needs it (matching is done already: no filters)."""
     return ref.RefMeter(
         meter_id=meter.id, event_name=meter.event_name, aggregation_type=meter.aggregation_type,
         field=meter.aggregation_field, multiplier=meter.multiplier,
