@@ -1,7 +1,9 @@
 """The read API tests' data: two tenants' catalogs and events, and the expected answers.
 
 Two tenants share the warehouse: `acme` (every aggregation type, features with and without
-reporting units, a parent customer with a child, a subscription anchored on the 15th, events
+reporting units, a parent customer with a child, a subscription anchored on the 15th whose
+plan prices four features (SLAB, PACKAGE, VOLUME on a bucketed meter, FLAT_FEE on
+WEIGHTED_SUM) with amount, quantity and windowed commitments, events
 with sources and properties across New York's spring-forward) and `globex`, whose meter and
 customer ids partly coincide with acme's so that any leak across tenants would show.
 Events are deterministic; `tests.support.pipeline` builds the warehouse and the reference
