@@ -34,10 +34,18 @@ SNAPSHOT_INFO = "serving_snapshot_info"
 SERVING_TABLES = (
     "customer_usage_calendars",
     "customer_billing_periods",
+    "subscription_billing_periods",
     "fct_meter_usage_minutely",
     "fct_meter_distinct_values_minutely",
 )
 SERVING_PREFIXES = ("catalog_", "serving_")
+# Without these nothing can be answered (not even authenticated): never publish a copy
+# that lacks them, whatever schema the configuration names.
+REQUIRED_TABLES = ("catalog_api_keys", "catalog_meters", "fct_meter_usage_minutely")
+
+
+class NothingToServe(RuntimeError):
+    """The warehouse (in the configured schema) lacks the tables the API needs."""
 KEEP_SNAPSHOTS = 3
 
 
@@ -102,6 +110,11 @@ def publish_snapshot(config: WarehouseConfig, serving_dir: str | Path = "",
             ).fetchall()
             if row[0] in SERVING_TABLES or row[0].startswith(SERVING_PREFIXES)
         ]
+        missing = [table for table in REQUIRED_TABLES if table not in tables]
+        if missing:
+            raise NothingToServe(
+                f"schema {config.schema_name!r} of {warehouse} has no {', '.join(missing)}: "
+                "nothing to serve (has the pipeline run, and is MH_SCHEMA right?)")
         source_schema = _quote(config.schema_name)
         for table in tables:
             conn.execute(f"create table snapshot.main.{_quote(table)} as "
@@ -110,8 +123,11 @@ def publish_snapshot(config: WarehouseConfig, serving_dir: str | Path = "",
                      "cast(? as timestamptz) as published_at, ? as warehouse_path, "
                      "? as tables", [stamp, str(warehouse), len(tables)])
         conn.execute("detach snapshot")
-    finally:
+    except BaseException:
         conn.close()
+        scratch.unlink(missing_ok=True)
+        raise
+    conn.close()
     snapshot = folder / name
     os.replace(scratch, snapshot)
     pointer = folder / f".{CURRENT}.{uuid.uuid4().hex[:8]}.tmp"
@@ -160,6 +176,10 @@ def publish_if_stale(config: WarehouseConfig, serving_dir: str | Path = "") -> s
         return f"serving snapshot {current.name} (up to date)"
     try:
         snapshot = publish_snapshot(config, serving_dir)
+    except NothingToServe as exc:
+        if current is not None:
+            return f"{exc}; serving the previous snapshot {current.name}"
+        return f"{exc}; requests get 503 until it is built"
     except (duckdb.IOException, duckdb.ConnectionException) as exc:
         if current is not None:
             return f"warehouse busy ({exc}); serving the previous snapshot {current.name}"

@@ -30,7 +30,7 @@ from api.schemas import (
     UsageAnalyticItem,
     UsageAnalyticPoint,
 )
-from api.usage import Dimension, Selection, Usage, grouped_usage
+from api.usage import Dimension, Point, Selection, Usage, grouped_usage
 from models import windows
 
 router = APIRouter(prefix="/v1/events", tags=["Events"], responses=ERROR_RESPONSES)
@@ -147,9 +147,10 @@ def get_usage_analytics(
             if usage.event_count > 0:
                 group = {_group_name(d): value for d, value in zip(selection.group_by, key,
                                                                    strict=True)}
-                items.append(ItemUsage(feature, group, usage))
+                items.append(ItemUsage(feature, group, usage, key))
 
-    costs = costs_for(warehouse, principal, customer, family, start, end, window, items, expand)
+    costs = costs_for(warehouse, principal, customer, family, start, end, window, items, expand,
+                      meters=meters, selection=selection, month_anchor=anchor)
     priced = list(zip(items, costs.items, strict=True)) + costs.extra_items
     response = GetUsageAnalyticsResponse(
         currency=costs.currency,
@@ -158,7 +159,7 @@ def get_usage_analytics(
                for item, cost in priced],
     )
     content = response.model_dump(mode="json", exclude_none=True)
-    content["currency"] = costs.currency  # null until prices apply, never left out
+    content["currency"] = costs.currency  # null without a subscription, never left out
     return JSONResponse(content)
 
 
@@ -189,9 +190,9 @@ def _item(item: ItemUsage, cost: ItemCost, meter: lookups.Meter, principal: Prin
         reporting_unit=reporting_unit(feature),
         window_size=body.window_size,
         event_count=usage.event_count,
-        points=[UsageAnalyticPoint(timestamp=rfc3339(p.start), usage=decimal_text(p.value),
-                                   event_count=p.event_count, cost=decimal_text(c))
-                for p, c in zip(usage.points, point_costs, strict=True)],
+        points=[_point(p, c, parts) for p, c, parts in zip(
+            usage.points, point_costs, cost.point_parts or [None] * len(usage.points),
+            strict=True)],
         total_cost=decimal_text(cost.total_cost),
         currency=cost.currency,
         price_id=cost.price_id,
@@ -207,3 +208,15 @@ def _item(item: ItemUsage, cost: ItemCost, meter: lookups.Meter, principal: Prin
                                 if "subscription_line_item" in expand else None),
         addon=cost.expanded.get("addon") if "addon" in expand else None,
     )
+
+
+def _point(point: Point, cost: Decimal,
+           parts: tuple[Decimal, Decimal, Decimal] | None) -> UsageAnalyticPoint:
+    """A point; with a windowed commitment, also its commitment breakdown."""
+    utilized, overage, true_up = parts if parts else (None, None, None)
+    return UsageAnalyticPoint(
+        timestamp=rfc3339(point.start), usage=decimal_text(point.value),
+        event_count=point.event_count, cost=decimal_text(cost),
+        computed_commitment_utilized_amount=decimal_text(utilized) if parts else None,
+        computed_overage_amount=decimal_text(overage) if parts else None,
+        computed_true_up_amount=decimal_text(true_up) if parts else None)

@@ -14,6 +14,7 @@ from decimal import Decimal
 from urllib.parse import quote
 
 from models import reference as ref
+from models import windows
 from tests.api.data import ACME_KEY, T0, T1, Expected, acme, close, iso
 
 CANONICAL = re.compile(r"-?(0|[1-9]\d*)(\.\d*[1-9])?")
@@ -127,7 +128,8 @@ def check_events_analytics_matches_reference(client, expected: Expected) -> int:
     response = client.post("/v1/events/analytics", headers=acme(), json=base)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["currency"] is None and body["total_cost"] == "0"
+    assert body["currency"] == "usd"
+    assert canonical(body["total_cost"]) == sum(Decimal(i["total_cost"]) for i in body["items"])
     by_feature = {item["feature_id"]: item for item in body["items"]}
     assert set(by_feature) == {"feat_calls", "feat_tokens", "feat_peak", "feat_storage"}
     for feature_id, meter_id in (("feat_calls", "mtr_calls"), ("feat_tokens", "mtr_tokens"),
@@ -137,7 +139,7 @@ def check_events_analytics_matches_reference(client, expected: Expected) -> int:
         compared += assert_usage(KINDS[meter_id], item["total_usage"], item["event_count"],
                                  [(p["timestamp"], p["usage"], p["event_count"])
                                   for p in item["points"]], want, feature_id)
-        assert all(p["cost"] == "0" for p in item["points"]) and item["total_cost"] == "0"
+        compared += assert_costs(item, expected, ["cust_1"], START, END, "HOUR")
         assert item["window_size"] == "HOUR" and item["meter_id"] == meter_id
     calls = by_feature["feat_calls"]
     total = Decimal(calls["total_usage"])
@@ -164,6 +166,8 @@ def check_events_analytics_matches_reference(client, expected: Expected) -> int:
         compared += assert_usage("SUM", item["total_usage"], item["event_count"],
                                  [(p["timestamp"], p["usage"], p["event_count"])
                                   for p in item["points"]], want, ("model", value))
+        compared += assert_costs(item, expected, ["cust_1"], START, END, "HOUR",
+                                 where=lambda e, v=value: ref.group_value(e, "model") == v)
 
     # filters on properties and sources, grouped by source
     response = client.post("/v1/events/analytics", headers=acme(), json={
@@ -182,6 +186,34 @@ def check_events_analytics_matches_reference(client, expected: Expected) -> int:
         compared += assert_usage(KINDS[meter_id], item["total_usage"], item["event_count"],
                                  [(p["timestamp"], p["usage"], p["event_count"])
                                   for p in item["points"]], want, ("source", item["source"]))
+        compared += assert_costs(
+            item, expected, ["cust_1"], START, END, "HOUR",
+            where=lambda e, s=item["source"]: e.source == s
+            and _property_is("model", {"gpt-4", "5"})(e))
+    return compared
+
+
+PRICES = {"feat_calls": "price_calls", "feat_tokens": "price_tokens", "feat_peak": "price_peak",
+          "feat_storage": "price_storage"}
+
+
+def assert_costs(item: dict, expected: Expected, customers: list[str], start: datetime,
+                 end: datetime, window: str | None, where=None,
+                 timezone: str = "America/New_York") -> int:
+    """An item's cost and its points' costs equal the pricing reference (models.pricing)."""
+    price_id = PRICES[item["feature_id"]]
+    want = expected.cost(price_id, customers, start, end, where)
+    assert canonical(item["total_cost"]) == want, (item["feature_id"], item["total_cost"], want)
+    assert item["currency"] == "usd" and item["price_id"] == price_id
+    assert item["sub_line_item_id"] == f"sub_1:{price_id}"
+    compared = 1
+    for point in item["points"]:
+        at = datetime.fromisoformat(point["timestamp"])
+        stop = windows.next_bucket_start(at, window, timezone,
+                                         expected.case.customer_anchor("cust_1"))
+        want = expected.point_cost(price_id, customers, max(at, start), min(stop, end), where)
+        assert canonical(point["cost"]) == want, (item["feature_id"], point, want)
+        compared += 1
     return compared
 
 
@@ -201,6 +233,9 @@ def check_include_children(client, expected: Expected) -> int:
                      items[feature_id]["event_count"],
                      [(p["timestamp"], p["usage"], p["event_count"])
                       for p in items[feature_id]["points"]], want, feature_id)
+    # costs: the parent's subscription prices the family's folded usage
+    for feature_id in ("feat_tokens", "feat_calls", "feat_storage"):
+        assert_costs(items[feature_id], expected, ["cust_1", "cust_2"], T0, T1, "DAY")
     # WEIGHTED_SUM: each customer's level (with its own resets) adds up
     parts = [expected.usage("mtr_storage", c, T0, T1, None) for c in ("cust_1", "cust_2")]
     storage = items["feat_storage"]

@@ -1,7 +1,9 @@
 """The read API tests' data: two tenants' catalogs and events, and the expected answers.
 
 Two tenants share the warehouse: `acme` (every aggregation type, features with and without
-reporting units, a parent customer with a child, a subscription anchored on the 15th, events
+reporting units, a parent customer with a child, a subscription anchored on the 15th whose
+plan prices four features (SLAB, PACKAGE, VOLUME on a bucketed meter, FLAT_FEE on
+WEIGHTED_SUM) with amount, quantity and windowed commitments, events
 with sources and properties across New York's spring-forward) and `globex`, whose meter and
 customer ids partly coincide with acme's so that any leak across tenants would show.
 Events are deterministic; `tests.support.pipeline` builds the warehouse and the reference
@@ -17,12 +19,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from models import pricing
 from models import reference as ref
 from models.catalog import Catalog, CatalogFile
 from orchestration.calendar import write_calendars
 from orchestration.catalog_tables import write_catalog
 from orchestration.defs.dbt.project import run_dbt
 from orchestration.ingest import ensure_raw_tables
+from orchestration.subscription_periods import write_subscription_periods
 from orchestration.warehouse import Warehouse, WarehouseConfig
 from tests.support.pipeline import Case, _events_table, ref_meter
 
@@ -31,6 +35,11 @@ ACME_REVOKED_KEY = "mh_test_acme_revoked"
 GLOBEX_KEY = "mh_test_globex_reader"
 T0 = datetime(2024, 3, 8, 0, 0, tzinfo=UTC)
 T1 = datetime(2024, 3, 13, 0, 0, tzinfo=UTC)
+# cust_1's billing periods (anchor Jan 15 00:00 New York): this one ends on Mar 15 04:00Z
+PERIOD_START = datetime(2024, 2, 15, 5, 0, tzinfo=UTC)
+PERIOD_END = datetime(2024, 3, 15, 4, 0, tzinfo=UTC)
+# "now" of the test warehouse's subscription periods
+PERIODS_UNTIL = datetime(2024, 6, 1, tzinfo=UTC)
 MODELS = ["gpt-4", "gpt-4o", 5, 5.0, "o1"]
 REGIONS = ["us", "eu", None]
 SOURCES = ["web", "batch", None]
@@ -75,8 +84,24 @@ ACME_CATALOG = {
         {"id": "feat_peak", "name": "GPU peak", "meter_id": "mtr_peak"},
         {"id": "feat_storage", "name": "Storage", "meter_id": "mtr_storage"},
     ],
-    "prices": [],
-    "plans": [{"id": "plan_pro", "name": "Pro", "price_ids": []}],
+    "prices": [
+        {"id": "price_calls", "meter_id": "mtr_calls", "type": "USAGE", "currency": "usd",
+         "billing_model": "TIERED", "tier_mode": "SLAB", "billing_period": "MONTHLY",
+         "tiers": [{"up_to": 40, "unit_amount": "0"},
+                   {"up_to": 120, "unit_amount": "0.013", "flat_amount": "1"},
+                   {"up_to": None, "unit_amount": "0.0125"}]},
+        {"id": "price_tokens", "meter_id": "mtr_tokens", "type": "USAGE", "currency": "usd",
+         "billing_model": "PACKAGE", "amount": "3.33", "billing_period": "MONTHLY",
+         "transform_quantity": {"divide_by": 1000, "round": "up"}},
+        {"id": "price_peak", "meter_id": "mtr_peak", "type": "USAGE", "currency": "usd",
+         "billing_model": "TIERED", "tier_mode": "VOLUME", "billing_period": "MONTHLY",
+         "tiers": [{"up_to": 4, "unit_amount": "0.5"},
+                   {"up_to": None, "unit_amount": "0.25", "flat_amount": "1"}]},
+        {"id": "price_storage", "meter_id": "mtr_storage", "type": "USAGE", "currency": "usd",
+         "billing_model": "FLAT_FEE", "amount": "0.0123", "billing_period": "MONTHLY"},
+    ],
+    "plans": [{"id": "plan_pro", "name": "Pro", "price_ids": [
+        "price_calls", "price_tokens", "price_peak", "price_storage"]}],
     "customers": [
         {"id": "cus_1", "external_id": "cust_1", "name": "Parent",
          "timezone": "America/New_York"},
@@ -87,7 +112,15 @@ ACME_CATALOG = {
     "subscriptions": [
         {"id": "sub_1", "customer_id": "cus_1", "plan_id": "plan_pro", "currency": "usd",
          "start_date": "2024-01-01T00:00:00Z", "billing_anchor": "2024-01-15T05:00:00Z",
-         "billing_period": "MONTHLY", "billing_period_count": 1},
+         "billing_period": "MONTHLY", "billing_period_count": 1,
+         "commitments": [
+             {"price_id": "price_calls", "commitment_type": "amount", "amount": "2.5",
+              "overage_factor": "1.5", "true_up_enabled": True},
+             {"price_id": "price_storage", "commitment_type": "quantity", "quantity": "500",
+              "overage_factor": "1", "true_up_enabled": True},
+             {"price_id": "price_peak", "commitment_type": "amount", "amount": "3",
+              "overage_factor": "2", "true_up_enabled": False, "is_windowed": True},
+         ]},
     ],
 }
 
@@ -149,6 +182,14 @@ def _acme_events() -> list[ref.RefEvent]:
     add("api_request", first.external_customer_id, first.timestamp,
         {**first.properties, "method": "GET", "model": "gpt-4"}, "web")
     events[-1] = ref.RefEvent(**{**events[-1].__dict__, "event_id": first.event_id})
+    # a few events after T1, across cust_1's billing period boundary (Mar 15 04:00Z)
+    for hour in range(-30, 60, 6):
+        at = PERIOD_END + timedelta(hours=hour, minutes=17)
+        add("api_request", "cust_1", at, {"method": "GET", "ms": 10, "user_id": hour,
+                                          "model": "o1"}, "web")
+        add("llm", "cust_1", at, {"tokens": 700 + hour, "model": "o1"}, "web")
+        add("storage", "cust_1", at, {"delta": 3, "level": hour, "model": "o1"}, "web")
+        add("gpu", "cust_1", at, {"gpus": 3 + hour % 5, "region": "us"}, "batch")
     return events
 
 
@@ -176,6 +217,7 @@ def build_api_warehouse(config: WarehouseConfig, cases: list[Case]) -> None:
         with warehouse.transaction():
             warehouse.append_arrow("raw_events", _events_table(cases))
         write_calendars(warehouse)
+        write_subscription_periods(warehouse, now=PERIODS_UNTIL)
     run_dbt(["build", "--select", API_MODELS], config)
 
 
@@ -222,6 +264,54 @@ class Expected:
         return ref.usage(meter, self.events([customer], where), start, end, window, tz,
                          bucket_anchor, self.periods(customer),
                          bucket_tz=self.case.customer_timezone(customer))
+
+
+    # -- prices (models.pricing) ----------------------------------------------------------
+    def line_item(self, price_id: str, customer: str = "cust_1") -> pricing.LineItem:
+        """The line item pricing `price_id` in `customer`'s subscription."""
+        env = CatalogFile.model_validate(self.case.catalog)
+        price = next(p for p in env.prices if p.id == price_id)
+        plans = {p.id: p for p in env.plans}
+        customers = {c.id: c for c in env.customers}
+        sub = next(s for s in env.subscriptions
+                   if customers[s.customer_id].external_id == customer
+                   and price_id in plans[s.plan_id].price_ids)
+        timezone = customers[sub.customer_id].timezone
+        commitment = next((c for c in sub.commitments if c.price_id == price_id), None)
+        return pricing.LineItem(
+            meter=self.meter(price.meter_id),
+            price=pricing.PriceTerms.from_price(price),
+            periods=pricing.subscription_periods(
+                sub.start_date, sub.end_date, sub.anchor, timezone, sub.billing_period,
+                sub.billing_period_count, PERIODS_UNTIL),
+            timezone=timezone,
+            month_anchor=self.case.customer_anchor(customer),
+            commitment=(pricing.CommitmentTerms.from_commitment(commitment)
+                        if commitment else None),
+        )
+
+    def priced_item(self, price_id: str, customers: list[str], where=None,
+                subscriber: str = "cust_1") -> pricing.LineItemPricing:
+        """The reference pricing of `subscriber`'s line item on `customers`' events."""
+        return pricing.LineItemPricing(self.line_item(price_id, subscriber),
+                                       self.events(customers, where))
+
+    def cost(self, price_id: str, customers: list[str], start: datetime, end: datetime,
+             where=None) -> Decimal:
+        """The cost of [start, end) (DESIGN 3b.8): the rounded cumulative differences in each
+        billing period, plus the true-up of every period ending in (start, end]."""
+        priced = self.priced_item(price_id, customers, where)
+        total = priced.point_cost(start, end) or Decimal(0)
+        currency = priced.item.price.currency
+        for period in priced.item.periods:
+            if start < period[1] <= end:
+                charged = pricing.round_money(priced.charged_cost(period, period[1]), currency)
+                total += priced.period_charge(period).total_cost - charged
+        return total
+
+    def point_cost(self, price_id: str, customers: list[str], start: datetime,
+                   end: datetime, where=None) -> Decimal:
+        return self.priced_item(price_id, customers, where).point_cost(start, end) or Decimal(0)
 
 
 def acme(headers: dict | None = None) -> dict:

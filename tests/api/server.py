@@ -27,10 +27,13 @@ def running_server(args: list[str], env: dict[str, str] | None = None,
                    timeout: float = 60) -> Iterator[httpx.Client]:
     """Start `meterhouse serve ARGS --port N`, wait until it answers, stop it afterwards."""
     port = free_port()
+    # Only `args` and `env` configure the server: MH_* variables this test process inherited
+    # or picked up (run_dbt exports MH_SCHEMA and friends for dbt) must not leak into it.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MH_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "orchestration.cli", "serve", *args, "--host", "127.0.0.1",
          "--port", str(port)],
-        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+        cwd=ROOT, env={**inherited, **(env or {})}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{port}"

@@ -85,7 +85,8 @@ def test_an_unreachable_server_is_a_503(pg_warehouse):
 
 def test_meterhouse_serve_on_postgres(pg_warehouse, expected):
     env = {"MH_PG_HOST": pg_warehouse.pg_host, "MH_PG_PORT": str(pg_warehouse.pg_port),
-           "MH_PG_USER": pg_warehouse.pg_user, "MH_PG_DATABASE": pg_warehouse.pg_database}
+           "MH_PG_USER": pg_warehouse.pg_user, "MH_PG_DATABASE": pg_warehouse.pg_database,
+           "MH_PG_PASSWORD": pg_warehouse.pg_password, "MH_SCHEMA": pg_warehouse.schema_name}
     with running_server(["--target", "postgres"], env=env) as http:
         assert check_meter_usage_matches_reference(http, expected) > 100
         assert check_stripe_meter_usage_matches_reference(http, expected) > 20

@@ -18,7 +18,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.serving import CURRENT, current_snapshot, publish_if_stale, publish_snapshot
+from api.serving import (
+    CURRENT,
+    NothingToServe,
+    current_snapshot,
+    publish_if_stale,
+    publish_snapshot,
+)
 from api.settings import Settings
 from orchestration.warehouse import WarehouseConfig
 from tests.api.data import T0, T1, acme, iso, sha
@@ -111,7 +117,8 @@ def test_publishing_keeps_a_few_snapshots_and_a_pointer(warehouse_copy):
     with duckdb.connect(str(published[-1]), read_only=True) as conn:
         tables = {r[0] for r in conn.execute("show tables").fetchall()}
     assert {"fct_meter_usage_minutely", "serving_meter_event_values", "catalog_api_keys",
-            "customer_billing_periods", "serving_snapshot_info"} <= tables
+            "customer_billing_periods", "subscription_billing_periods", "catalog_prices",
+            "serving_snapshot_info"} <= tables
     assert "raw_events" not in tables
 
 
@@ -123,6 +130,25 @@ def test_serve_start_up_publishes_only_when_stale(warehouse_copy):
     with build_holding(warehouse_copy.duckdb_path):
         assert "serving the previous snapshot" in publish_if_stale(warehouse_copy)
     assert publish_if_stale(warehouse_copy).startswith("published")
+
+
+def test_a_schema_without_the_api_tables_never_replaces_a_good_snapshot(warehouse_copy):
+    """The flake of test_meterhouse_serve_on_duckdb: a server that inherited another
+    warehouse's MH_SCHEMA found its snapshot stale and published an empty copy, so every
+    request was a 503 "catalog_api_keys does not exist". Such a copy is never published."""
+    good = publish_snapshot(warehouse_copy)
+    wrong = WarehouseConfig(target="duckdb", duckdb_path=warehouse_copy.duckdb_path,
+                            schema="meterhouse")
+    with pytest.raises(NothingToServe, match="catalog_api_keys"):
+        publish_snapshot(wrong)
+    later = time.time() + 5
+    os.utime(warehouse_copy.duckdb_path, (later, later))  # the snapshot looks stale
+    assert "serving the previous snapshot" in publish_if_stale(wrong)
+    folder = Path(f"{warehouse_copy.duckdb_path}.serving")
+    assert current_snapshot(folder) == good
+    assert not list(folder.glob(".snapshot-*"))  # no scratch file left behind
+    with TestClient(create_app(Settings(warehouse=wrong))) as client:
+        assert usage_total(client)[0] == 200
 
 
 def test_a_missing_warehouse_is_a_503(tmp_path):
