@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from orchestration.defs.backfill.jobs import rebuild_event_days
 from orchestration.defs.catalog.assets import catalog
 from orchestration.defs.dbt.assets import dbt_resource, meterhouse_dbt_models
 from orchestration.defs.dbt.schedules import build_everything, hourly_build, landing_files_sensor
@@ -26,7 +27,7 @@ def build_definitions(meterhouse: MeterhouseResource | None = None) -> dg.Defini
             every_event_accounted_for,
             additive_totals_agree_across_windows,
         ],
-        jobs=[build_everything],
+        jobs=[build_everything, rebuild_event_days],
         schedules=[hourly_build],
         sensors=[landing_files_sensor],
         resources={"meterhouse": meterhouse, "dbt": dbt_resource(meterhouse)},

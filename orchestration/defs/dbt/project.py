@@ -88,11 +88,25 @@ def run_dbt(
     raise_on_failure: bool = True,
 ) -> DbtRun:
     """Invoke dbt in this process (no interpreter start-up) against the configured target."""
+    environment = dbt_environment(config)
+    saved = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)  # dbt reads the profile's connection from here
+    try:
+        return _invoke_dbt(args, config, dbt_vars, raise_on_failure)
+    finally:
+        for key, value in saved.items():  # no MH_* leaks into later work in this process
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _invoke_dbt(args: Sequence[str], config: WarehouseConfig, dbt_vars: dict | None,
+                raise_on_failure: bool) -> DbtRun:
     import json
 
     from dbt.cli.main import dbtRunner
 
-    os.environ.update(dbt_environment(config))
     target_path = target_path_for(config)
     full_args = [
         *args,
