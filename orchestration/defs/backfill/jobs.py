@@ -27,7 +27,8 @@ def rebuild_event_day(context: dg.OpExecutionContext, meterhouse: MeterhouseReso
     end = window.end.astimezone(UTC)
     plan = build_models(meterhouse.warehouse_config(), rebuild=(start, end))
     context.log.info(f"dbt: {plan.describe()}")
-    context.add_output_metadata({"plan": plan.describe(), "built_at": datetime.now(UTC).isoformat()})
+    context.add_output_metadata({"plan": plan.describe(),
+                                 "built_at": datetime.now(UTC).isoformat()})
 
 
 @dg.job(
