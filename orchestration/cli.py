@@ -408,7 +408,9 @@ def run_pipeline(catalog_dir: Path, landing_dir: Path | None, target: str, duckd
     dbt_log = _TailBuffer()
     with contextlib.redirect_stdout(sys.stdout if verbose else dbt_log):
         result = job.execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
+            # with DAGSTER_HOME set, runs are recorded where `dagster dev` shows them
+            instance=(dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME")
+                      else dg.DagsterInstance.ephemeral()),
             raise_on_error=False,
             run_config={"loggers": {"progress": {}}},
         )
