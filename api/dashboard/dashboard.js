@@ -354,12 +354,20 @@ function svgElement(tag, attributes = {}) {
   return node;
 }
 
-// Bars for each timestamp, stacked when a bar has several series. `bars`: [{label, parts:
-// [{value: number, text, color, name}]}].
+const WINDOW_MS = {
+  MINUTE: 60e3, "15MIN": 900e3, "30MIN": 1800e3, HOUR: 3600e3, "3HOUR": 3 * 3600e3,
+  "6HOUR": 6 * 3600e3, "12HOUR": 12 * 3600e3, DAY: 86400e3, WEEK: 7 * 86400e3,
+  MONTH: 30.44 * 86400e3,
+};
+
+// Bars on a time axis from the range's start to its end (windows without events leave a gap),
+// stacked when a bar has several series. `bars`: [{t: epoch ms, label, parts: [{value:
+// number, text, color, name}]}]; `options.domain`: [start ms, end ms]; `options.windowMs`.
 function barChart(bars, options = {}) {
   const width = 640;
   const height = 200;
-  const left = 64;
+  const left = 84;
+  const right = 8;
   const bottom = 24;
   const top = 10;
   const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
@@ -371,7 +379,8 @@ function barChart(bars, options = {}) {
   const span = high - low || 1;
   const plot = height - top - bottom;
   const y = (value) => top + ((high - value) / span) * plot;
-  svg.append(svgElement("line", { x1: left, x2: width, y1: y(0), y2: y(0), stroke: "#98a2b3" }));
+  svg.append(svgElement("line", { x1: left, x2: width - right, y1: y(0), y2: y(0),
+    stroke: "#98a2b3" }));
   const axis = [[high, options.highText]];
   if (low !== high) axis.push([low, options.lowText]);
   if (high !== 0 && low !== 0) axis.push([0, "0"]);
@@ -380,37 +389,43 @@ function barChart(bars, options = {}) {
     label.textContent = text !== undefined && value !== 0 ? text : String(value);
     svg.append(label);
   }
-  const slot = (width - left) / Math.max(bars.length, 1);
-  const barWidth = Math.max(1, slot * 0.8);
-  bars.forEach((bar, index) => {
-    const x = left + index * slot + (slot - barWidth) / 2;
+  const [from, to] = options.domain;
+  const plotWidth = width - left - right;
+  const xAt = (ms) => left + ((ms - from) / Math.max(to - from, 1)) * plotWidth;
+  const barWidth = Math.max(1, (options.windowMs / Math.max(to - from, 1)) * plotWidth * 0.85);
+  for (const bar of bars) {
+    const x = Math.min(Math.max(xAt(bar.t), left), width - right - barWidth);
     let up = 0;
     let down = 0;
     for (const part of bar.parts) {
-      const from = part.value >= 0 ? up : down;
-      const to = from + part.value;
-      if (part.value >= 0) up = to; else down = to;
+      const base = part.value >= 0 ? up : down;
+      const tip = base + part.value;
+      if (part.value >= 0) up = tip; else down = tip;
       const rect = svgElement("rect", {
-        x, width: barWidth, y: Math.min(y(from), y(to)),
-        height: Math.max(Math.abs(y(from) - y(to)), part.value === 0 ? 0 : 1), fill: part.color,
+        x, width: barWidth, y: Math.min(y(base), y(tip)),
+        height: Math.max(Math.abs(y(base) - y(tip)), part.value === 0 ? 0 : 1), fill: part.color,
       });
-      const tip = svgElement("title");
-      tip.textContent = `${bar.label}${part.name ? ` · ${part.name}` : ""}: ${part.text}`;
-      rect.append(tip);
+      const title = svgElement("title");
+      title.textContent = `${bar.label}${part.name ? ` · ${part.name}` : ""}: ${part.text}`;
+      rect.append(title);
       svg.append(rect);
     }
-  });
-  if (bars.length) {
-    const first = svgElement("text", { x: left, y: height - 6 });
-    first.textContent = bars[0].label;
-    svg.append(first);
-    if (bars.length > 1) {
-      const last = svgElement("text", { x: width, y: height - 6, "text-anchor": "end" });
-      last.textContent = bars[bars.length - 1].label;
-      svg.append(last);
-    }
   }
+  const first = svgElement("text", { x: left, y: height - 6 });
+  first.textContent = options.fromLabel || "";
+  const last = svgElement("text", { x: width - right, y: height - 6, "text-anchor": "end" });
+  last.textContent = options.toLabel || "";
+  svg.append(first, last);
   return svg;
+}
+
+function timeAxis(query) {
+  return {
+    domain: [Date.parse(query.start), Date.parse(query.end)],
+    windowMs: WINDOW_MS[query.window] || 3600e3,
+    fromLabel: formatInstant(query.start, query.zone),
+    toLabel: formatInstant(query.end, query.zone),
+  };
 }
 
 // Axis labels only: six significant digits are enough to read a scale (cells stay exact).
@@ -467,11 +482,12 @@ function renderCharts(query, results) {
       const values = points.map((p) => p.value);
       const lowest = values.reduce((low, v) => (Number(v) < Number(low) ? v : low), "0");
       box.append(barChart(points.map((p) => ({
+        t: Date.parse(p.timestamp),
         label: formatInstant(p.timestamp, query.zone),
         parts: [{ value: Number(p.value), text: `${p.value} (${p.event_count} events)`,
           color: r.color }],
-      })), { label: `usage of ${r.meter.name}`, highText: axisText(maxText(values)),
-        lowText: axisText(lowest) }));
+      })), { ...timeAxis(query), label: `usage of ${r.meter.name}`,
+        highText: axisText(maxText(values)), lowText: axisText(lowest) }));
     }
     return box;
   });
@@ -490,14 +506,16 @@ function renderCharts(query, results) {
   } else if (!stamps.length || stamps.every((s) => results.every((r) =>
     Number(r.pointCosts.get(s) || "0") === 0))) {
     box.append(element("div", { class: "empty" },
-      "No cost in this range (no priced subscription covers these meters)."));
+      "No cost in this range."));
   } else {
     const perStamp = stamps.map((s) => addDecimals(results.map((r) => r.pointCosts.get(s) || "0")));
     box.append(barChart(stamps.map((s) => ({
+      t: Date.parse(s),
       label: formatInstant(s, query.zone),
       parts: results.map((r) => ({ value: Number(r.pointCosts.get(s) || "0"), color: r.color,
         name: r.meter.name, text: formatMoney(r.pointCosts.get(s) || "0", currency) })),
-    })), { label: "cost by meter", highText: axisText(maxText(perStamp)) }));
+    })), { ...timeAxis(query), label: "cost by meter",
+      highText: axisText(maxText(perStamp)) }));
     box.append(element("div", { class: "legend" }, ...results.map((r) =>
       element("span", { style: `--swatch: ${r.color}` }, r.meter.name))));
   }
