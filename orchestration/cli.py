@@ -314,6 +314,13 @@ class _ProgressHandler(logging.Handler):
         self.passed_checks = 0
         self.started = time.monotonic()
         self.failed_checks: list[str] = []
+        self.files_seen = 0
+        self.live_line = False
+
+    def _end_live_line(self) -> None:
+        if self.live_line:
+            print("\r\x1b[K", end="", file=self.terminal.out, flush=True)
+            self.live_line = False
 
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", None) or {}
@@ -324,10 +331,19 @@ class _ProgressHandler(logging.Handler):
             message = meta.get("orig_message", "")
             per_file = message.endswith(("bytes read", "skipped"))
             landing_total = message.startswith("ingest:") and "skipped)" in message
+            if per_file:
+                self.files_seen += 1
             if landing_total or (per_file and self.verbose):
+                self._end_live_line()
                 t.say(t.style(f"  {elapsed}   {message}", "dim"))
+            elif per_file and t.colour:  # on a terminal: one line redrawn per file
+                name = message.split(":", 1)[0]
+                print(f"\r  {elapsed}   ingesting file {self.files_seen:,}: {name}"[:160]
+                      + "\x1b[K", end="", file=t.out, flush=True)
+                self.live_line = True
             return
         kind = event.event_type_value
+        self._end_live_line()
         if kind == "STEP_START":
             t.say(t.style(f"  {elapsed} ▶ {event.step_key}", "cyan"))
         elif kind == "ASSET_MATERIALIZATION":

@@ -50,7 +50,13 @@ def test_the_tour(tmp_path, capsys, monkeypatch):
 
     assert main(["run", "--catalog", str(TOUR / "catalog"), "--landing", str(TOUR / "landing"),
                  "--warehouse", str(warehouse)]) == 0
-    assert "pipeline finished" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # progress as it happens, one line per asset, no dbt log and no colour outside a terminal
+    assert re.search(r"\[\s*1/\d+\] built catalog_", out)
+    assert "built fct_meter_usage\n" in out and "built serving_snapshot" in out
+    assert "ingest: 1 files (0 skipped), 8 rows read" in out
+    assert "checks passed)" in out.splitlines()[-1]
+    assert "\x1b[" not in out and "START sql" not in out
 
     assert main(["query", "--customer", "cust_123", "--warehouse", str(warehouse),
                  "--from", "2026-11-25", "--to", "2026-11-26", "--window", "HOUR",
