@@ -280,9 +280,9 @@ def as_json(result: QueryResult) -> str:
             "name": m.name,
             "aggregation_type": m.aggregation_type,
             "total_value": _decimal(m.usage.total),
-            "event_count": m.usage.event_count,
+            "event_count": int(m.usage.event_count),  # Postgres sums counts as numeric
             "points": [{"timestamp": _rfc3339(p.start), "value": _decimal(p.value),
-                        "event_count": p.event_count} for p in m.usage.points],
+                        "event_count": int(p.event_count)} for p in m.usage.points],
         } for m in result.meters],
     }, indent=2)
 
@@ -295,8 +295,9 @@ def as_csv(result: QueryResult) -> str:
     for m in result.meters:
         for p in m.usage.points:
             writer.writerow([m.meter_id, _rfc3339(p.start), _rfc3339(p.end), _decimal(p.value),
-                             p.event_count])
-        writer.writerow([m.meter_id, "total", "", _decimal(m.usage.total), m.usage.event_count])
+                             int(p.event_count)])
+        writer.writerow([m.meter_id, "total", "", _decimal(m.usage.total),
+                         int(m.usage.event_count)])
     return out.getvalue()
 
 
@@ -309,9 +310,9 @@ def as_table(result: QueryResult, style=lambda text, *styles: text) -> str:
     for m in result.meters:
         for p in m.usage.points:
             rows.append((m.meter_id, _local(p.start, result.timezone), _decimal(p.value),
-                         f"{p.event_count:,}", False))
-        rows.append((m.meter_id, "total", _decimal(m.usage.total), f"{m.usage.event_count:,}",
-                     True))
+                         f"{int(p.event_count):,}", False))
+        rows.append((m.meter_id, "total", _decimal(m.usage.total),
+                     f"{int(m.usage.event_count):,}", True))
     titles = ("meter", f"window start ({result.timezone})", "value", "events")
     widths = [max([len(titles[i])] + [len(r[i]) for r in rows]) for i in range(4)]
 

@@ -310,3 +310,25 @@ def test_generate_reports_progress(tmp_path, capsys):
     assert "generating 100% 2,000/2,000 events" in out
     assert "generating done in" in out
     assert f"meterhouse run --catalog {tmp_path / 'data' / 'catalog'}" in out
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_query_on_postgres_equals_the_api(pg_config, capsys, monkeypatch):
+    from tests.api.data import CASES, build_api_warehouse
+
+    build_api_warehouse(pg_config, CASES)
+    for key, value in pg_config.dbt_env().items():
+        monkeypatch.setenv(key, value)
+    meters = [m for m in ACME.catalog["meters"] if m["id"] in ("mtr_calls", "mtr_latency")]
+    code = main(["query", "--target", "postgres", "--customer", "cust_1", "--tenant", "acme",
+                 "--meter", "mtr_calls,mtr_latency", "--from", iso(T0), "--to", iso(T1),
+                 "--window", "DAY", "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == EXIT_OK, captured.err
+    mine = {i["meter_id"]: i for i in json.loads(captured.out)["items"]}
+    with TestClient(create_app(Settings(warehouse=pg_config, pg_pool_size=2))) as api:
+        for item in api_items(api, "cust_1", meters, "DAY"):
+            got = mine[item["meter_id"]]
+            assert (got["total_value"], got["event_count"], got["points"]) == (
+                item["total_value"], item["event_count"], item["points"])
