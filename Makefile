@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: venv demo test lint bench serve clean
+.PHONY: venv demo test lint bench serve browser clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+# Headless Chromium and its driver for the dashboard tests (Debian packages; needs root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check models orchestration api tests
