@@ -41,7 +41,8 @@ def test_every_asset_is_grouped_and_described():
         assert (node.description or "").strip(), f"{key.to_user_string()}: no description"
         assert node.group_name and node.group_name != "default", key.to_user_string()
         groups.add(node.group_name)
-    assert groups == {"catalog", "ingest", "staging", "intermediate", "marts", "serving"}
+    assert groups == {"build", "catalog", "ingest", "staging", "intermediate", "marts",
+                      "serving"}
 
 
 def test_every_check_schedule_sensor_and_job_is_described():
