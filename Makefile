@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: venv demo test lint bench serve browser clean
+.PHONY: venv demo test lint bench soak serve browser clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,6 +37,10 @@ serve: $(STAMP)
 # Benchmark (bench/README.md): `make bench ARGS="--events 1000000"`; default 10M events.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
+
+# Exactness under scale (orchestration/soak.py): `make soak ARGS="--events 1000000"`.
+soak: $(STAMP)
+	$(BIN)/meterhouse soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) warehouse dbt_project/target dbt_project/logs

@@ -202,6 +202,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="DuckDB serving snapshots folder (default: <warehouse>.serving; "
                             "env MH_SERVING_DIR)")
 
+    soak = _command(
+        commands, "soak", "exactness under scale: pipeline, late events, rebuild, invariants",
+        "Generate a workload, run the pipeline, add 1% late events and run again (a batch "
+        "run), rebuild\nin full, and check the reconciliation invariants after each step "
+        "(orchestration/soak.py).\nExit 0 when every invariant held, 1 otherwise.",
+        "  meterhouse soak                      # 10 million events (make soak)\n"
+        "  meterhouse soak --events 200000 --no-rebuild\n")
+    soak.add_argument("--events", type=int, default=10_000_000, metavar="N",
+                      help="number of events (default 10,000,000)")
+    soak.add_argument("--work-dir", default="bench/work-soak", metavar="DIR",
+                      help="folder for the data and the warehouse, emptied first "
+                           "(default %(default)s)")
+    soak.add_argument("--target", choices=["duckdb", "postgres"], default="duckdb",
+                      help="warehouse target (default %(default)s)")
+    soak.add_argument("--no-rebuild", action="store_true",
+                      help="skip the full rebuild at the end")
+
     bench = _command(
         commands, "bench", "the benchmark (bench/README.md); options go to bench.run",
         "Run the benchmark from the repository root; every argument after `bench` is passed "
@@ -219,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     terminal = Terminal()
     handlers = {"demo": cmd_demo, "run": cmd_run, "query": cmd_query, "generate": cmd_generate,
-                "serve": cmd_serve, "bench": cmd_bench, "catalog": cmd_catalog}
+                "serve": cmd_serve, "bench": cmd_bench, "catalog": cmd_catalog,
+                "soak": cmd_soak}
     if args.command not in handlers:
         parser.print_help()
         return EXIT_USAGE
@@ -538,6 +556,14 @@ def cmd_serve(args: argparse.Namespace, terminal: Terminal) -> int:
                        "pick another --port or stop the process using it",
                        EXIT_UNAVAILABLE) from None
     return EXIT_OK
+
+
+def cmd_soak(args: argparse.Namespace, terminal: Terminal) -> int:
+    from orchestration.soak import run_soak
+
+    ok = run_soak(args.events, Path(args.work_dir), args.target, rebuild=not args.no_rebuild,
+                  say=terminal.say)
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_bench(args: argparse.Namespace, terminal: Terminal) -> int:

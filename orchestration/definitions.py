@@ -17,7 +17,6 @@ from orchestration.defs.ingest.checks import (
 from orchestration.defs.serving.assets import serving_snapshot
 from orchestration.resources import MeterhouseResource
 
-
 # Written by the dbt asset once dbt succeeded (orchestration/build_state.py); read by the
 # next build to find what changed.
 build_meters = dg.AssetSpec(
