@@ -19,7 +19,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from orchestration.reconcile import (
@@ -60,24 +60,30 @@ def usage_fingerprint(warehouse: Warehouse) -> list[tuple]:
 
 def write_late_events(landing: Path, fraction: float, days: int, seed: int = 1) -> int:
     """Copy a `fraction` of the JSONL events as new ids with times over the last `days`."""
+    import pyarrow.parquet as pq
+
     rng = random.Random(seed)
     written = 0
     for folder in sorted(p for p in landing.glob("*/*") if p.is_dir()):
+        # The copies come from the JSON Lines files, in proportion to the rows of all formats.
+        jsonl = [line for file in sorted(folder.rglob("*.jsonl"))
+                 for line in file.read_text().splitlines()]
+        rows = len(jsonl) + sum(max(len(f.read_text().splitlines()) - 1, 0)
+                                for f in folder.rglob("*.csv"))
+        rows += sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet"))
+        share = min(1.0, fraction * rows / max(len(jsonl), 1))
         events = []
-        for file in sorted(folder.rglob("*.jsonl")):
-            for line in file.read_text().splitlines():
-                if rng.random() < fraction:
-                    try:
-                        event = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if isinstance(event, dict) and isinstance(event.get("timestamp"), str):
-                        events.append(event)
+        for line in jsonl:
+            if rng.random() < share:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(event, dict) and isinstance(event.get("timestamp"), str):
+                    events.append(event)
         if not events:
             continue
         latest = max(event["timestamp"] for event in events)
-        from datetime import datetime
-
         end = datetime.fromisoformat(latest.replace("Z", "+00:00"))
         late = folder / "late" / f"soak-{seed}.jsonl"
         late.parent.mkdir(parents=True, exist_ok=True)
