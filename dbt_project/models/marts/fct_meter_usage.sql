@@ -74,7 +74,7 @@ billing_periods as (
     select * from {{ ref('stg_customer_billing_periods') }}
 ),
 
-minutes_with_calendar as (
+minutes_with_calendar as {{ mh_not_materialized() }} (
     select
         minutely.*,
         meters.bucket_size,
@@ -94,7 +94,7 @@ minutes_with_calendar as (
 ),
 
 {#- MAX with bucket_size: the meter's own bucket of each minute, in the customer's calendar. -#}
-minutes_in_meter_buckets as (
+minutes_in_meter_buckets as {{ mh_not_materialized() }} (
     select
         minutes.*,
         calendar.bucket_start as meter_bucket_start
@@ -118,7 +118,7 @@ minutes_in_meter_buckets as (
     where minutes.bucket_size is null
 ),
 
-minutes_in_all_windows as (
+minutes_in_all_windows as {{ mh_not_materialized() }} (
     select
         minutes.*,
         'MINUTE' as window_size,
@@ -143,7 +143,7 @@ minutes_in_all_windows as (
         and minutes.minute_start < calendar.bucket_end
 ),
 
-minutes_in_windows as (
+minutes_in_windows as {{ mh_not_materialized() }} (
     select * from minutes_in_all_windows as minutes
     {%- if mh_incremental_batch() %}
     where {{ mh_changed('window', 'minutes') }}
