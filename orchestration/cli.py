@@ -1,4 +1,4 @@
-"""The `meterhouse` command line: demo, run, catalog validate, generate."""
+"""The `meterhouse` command line: demo, run, catalog validate, generate, serve, bench."""
 
 from __future__ import annotations
 
@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="interface to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=int(os.environ.get("MH_API_PORT", "8000")),
                        help="port (default: %(default)s)")
+    commands.add_parser(  # its options are bench/run.py's: `meterhouse bench --help`
+        "bench", add_help=False, help="the benchmark against hand-written chDB and DuckDB "
+        "rollups (bench/README.md; `meterhouse bench --help`)",
+    )
     serve.add_argument("--serving-dir", default=os.environ.get("MH_SERVING_DIR", ""),
                        help="DuckDB serving snapshots folder (default: <warehouse>.serving)")
     return parser
@@ -90,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        return cmd_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -109,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     parser.print_help()
     return EXIT_USAGE
+
+
+def cmd_bench(bench_args: list[str]) -> int:
+    """`meterhouse bench ARGS` = `python -m bench.run ARGS` (bench/ of the checkout)."""
+    from bench.run import main as bench_main
+
+    return bench_main(bench_args)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
