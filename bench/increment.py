@@ -8,7 +8,7 @@ every earlier landing file, as a new arrival does (DESIGN 3b.9):
 
 - half arrive on time: timestamps within that new day;
 - half arrive late: timestamps spread uniformly over the 30 days before it (the issue's "half
-  of them late, spread over the last 30 days").
+  of them late, spread over the last 30 days"; over all the days of a shorter workload).
 
 Everything is derived from hashes of (seed, tenant, environment, event_id), so the same
 warehouse and seed always give byte-identical files.
@@ -59,14 +59,19 @@ def write_increment(warehouse: Path, landing_dir: Path, fraction: float = 0.01,
             qualify row_number() over (
                 partition by tenant_id, environment_id, event_id order by ingest_seq desc) = 1
         """)
-        distinct, last = con.execute(
-            "select count(*), max(event_timestamp) from latest").fetchone()
+        distinct, first, last = con.execute(
+            "select count(*), min(event_timestamp), max(event_timestamp) from latest"
+        ).fetchone()
         if not distinct:
             raise ValueError("raw_events is empty: nothing to sample the increment from")
         wanted = max(1, round(distinct * fraction))
         arrival = (last.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
                    + timedelta(days=1))
         arrival_us = int(arrival.timestamp() * 1_000_000)
+        # late events go back 30 days, or to the first day of the data when it is shorter
+        first_day = first.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        late_span_us = min(LATE_DAYS * MICROS_PER_DAY,
+                           int((arrival - first_day).total_seconds()) * 1_000_000)
         con.execute(f"""
             create temp table increment as
             with picked as (
@@ -79,7 +84,7 @@ def write_increment(warehouse: Path, landing_dir: Path, fraction: float = 0.01,
                 select *,
                     row_number() over (order by h, tenant_id, environment_id, event_id) as n,
                     hash(h, 'timestamp') % {MICROS_PER_DAY} as within_day,
-                    hash(h, 'late') % {LATE_DAYS * MICROS_PER_DAY} as before_arrival
+                    hash(h, 'late') % {late_span_us} as before_arrival
                 from picked
             )
             select
