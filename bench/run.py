@@ -291,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         return result
 
     for label in ("generate", "ingest"):
+        reuse = args.data and label == "generate"
         phases[label] = step(label, label, common,
-                             "generate" if not args.data or label != "generate"
-                             else f"reuse the data of {args.data}")
+                             f"reuse the data of {args.data}" if reuse else label)
         if not phases[label].get("ok"):
             break
     ingested = all(phases.get(s, {}).get("ok") for s in ("generate", "ingest"))
