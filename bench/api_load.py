@@ -213,7 +213,7 @@ def summarize(samples: list[dict[str, Any]], duration: float, rate: float) -> di
     return {
         "offered_rate": rate,
         "requests": len(samples),
-        "ok": len(latencies),
+        "answered": len(latencies),
         "errors": len(errors),
         "error_reasons": reasons,
         "error_examples": [e["detail"] for e in errors[:3]],

@@ -319,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if ingested:
         phases["build"] = step("build", "build", common, "full build")
+        if phases["build"].get("stopped"):
+            phases["build"]["dbt_progress"] = dbt_progress(layout.warehouse)
     built = bool(phases.get("build", {}).get("ok") and phases["build"].get("dbt_success"))
     if phases.get("build", {}).get("ok"):
         report["profile"] = profile(load_run_results(Path(phases["build"]["run_results"])))
@@ -349,6 +351,37 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         _clean(layout)
     return 0 if not problems else 1
+
+
+def dbt_progress(warehouse: Path) -> dict[str, Any]:
+    """How far a stopped dbt build of `warehouse` got, from its dbt.log."""
+    from orchestration.defs.dbt.project import target_path_for
+    from orchestration.warehouse import WarehouseConfig
+
+    log = target_path_for(WarehouseConfig(target="duckdb", duckdb_path=str(warehouse)))
+    try:
+        return dbt_progress_from_log((log / "logs" / "dbt.log").read_text(errors="replace"))
+    except OSError:
+        return {"available": False}
+
+
+def dbt_progress_from_log(text: str) -> dict[str, Any]:
+    """The models the last dbt invocation in a dbt.log finished (seconds) and the one it was
+    running when it ended."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    text = text[max(0, text.rfind("Running with dbt")):]  # the last invocation only
+    started = re.findall(r"(\d+) of (\d+) START sql \w+ model [\w.]+?\.(\w+) ", text)
+    finished = re.findall(r"OK created sql \w+ model [\w.]+?\.(\w+) .*? in ([\d.]+)s", text)
+    done = {name for name, _ in finished}
+    running = [(n, total, name) for n, total, name in started if name not in done]
+    return {
+        "available": True,
+        "finished_models": [{"model": name, "seconds": float(sec)} for name, sec in finished],
+        "running": ({"model": running[-1][2], "node": f"{running[-1][0]} of {running[-1][1]}"}
+                    if running else None),
+    }
 
 
 def _check_after_incremental(layout: Layout, common: dict[str, Any], limits: Limits,
@@ -601,6 +634,14 @@ def render(report: dict[str, Any]) -> str:
                 f["node"].rsplit(".", 1)[-1] for f in build.get("failures", []))
     row("full build (catalog + calendars + dbt build)", build, raw_rows, build_note,
         valid=res.get("build_valid", False) or bool(build.get("stopped")))
+    progress = build.get("dbt_progress", {})
+    if progress.get("available"):
+        done = ", ".join(f"{m['model']} {m['seconds']:,.0f} s"
+                         for m in progress["finished_models"][-4:])
+        lines.append(f"  when stopped: dbt was running {(progress['running'] or {}).get('model')}"
+                     f" ({(progress['running'] or {}).get('node')}); "
+                     f"{len(progress['finished_models'])} models done"
+                     + (f", the last: {done}" if done else ""))
     prof = report.get("profile", {})
     if prof.get("available"):
         lines.append(f"{'  of which rollup models (sum of dbt times)':44}"

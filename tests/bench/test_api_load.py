@@ -87,7 +87,7 @@ def test_every_error_is_counted_and_kept_out_of_the_latencies() -> None:
     with serving(_handler(fail_every=4)) as url:
         result = run_load(url, _queries(40), rate=100, warmup_seconds=0)
     assert result["requests"] == 40
-    assert result["errors"] == 10 and result["ok"] == 30
+    assert result["errors"] == 10 and result["answered"] == 30
     assert result["error_reasons"] == {"HTTP 500": 10}
     assert not result["sustained"]  # errors: the rate does not count as sustained
 

@@ -9,7 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
-from bench.run import GB, Layout, Limits, evaluate, render, run_phase
+from bench.run import GB, Layout, Limits, dbt_progress_from_log, evaluate, render, run_phase
 
 ARGS = argparse.Namespace(events=1000, skip_api=False)
 
@@ -124,3 +124,21 @@ def test_a_step_over_its_time_limit_is_stopped_with_its_process_group(tmp_path: 
                 continue
             assert str(layout.phases_dir).encode() not in command, command
     assert os.getpgrp() != 0
+
+
+def test_how_far_a_stopped_dbt_build_got_is_read_from_its_log() -> None:
+    log = "\n".join([
+        "\x1b[0m09:00:00 [info ] Running with dbt=1.10.0",
+        "\x1b[0m09:00:01 [info ] 1 of 3 START sql table model main.int_meter_events ... [RUN]",
+        "\x1b[0m09:00:09 [info ] 1 of 3 OK created sql table model main.int_meter_events "
+        ".... [\x1b[32mOK\x1b[0m in 8.25s]",
+        "\x1b[0m09:00:09 [info ] 2 of 3 START sql view model main.stg_meters ... [RUN]",
+        "\x1b[0m09:00:09 [info ] 2 of 3 OK created sql view model main.stg_meters "
+        ".... [\x1b[32mOK\x1b[0m in 0.05s]",
+        "\x1b[0m09:00:10 [info ] 3 of 3 START sql table model main.fct_meter_usage ... [RUN]",
+    ])
+    progress = dbt_progress_from_log("older invocation\nRunning with dbt=1.10.0\n"
+                                     "9 of 9 START sql table model main.other .. [RUN]\n" + log)
+    assert progress["finished_models"] == [{"model": "int_meter_events", "seconds": 8.25},
+                                           {"model": "stg_meters", "seconds": 0.05}]
+    assert progress["running"] == {"model": "fct_meter_usage", "node": "3 of 3"}
