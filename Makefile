@@ -24,12 +24,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check models orchestration api tests
+	$(BIN)/python -m ruff check models orchestration api bench tests
 
 serve: $(STAMP)
 	$(BIN)/meterhouse serve
 
-# Benchmark (bench/README.md): `make bench ARGS="--events 1000000"`; default 10M events.
+# Benchmark (bench/README.md): `make bench ARGS="--events 1000000"`; default 10M events;
+# the same as `meterhouse bench ARGS`.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
 
