@@ -620,7 +620,9 @@ def render(report: dict[str, Any]) -> str:
     gen_note = (f"{gen.get('files', 0):,} files, {gen.get('landing_rows', 0):,} rows"
                 if gen else "")
     if gen.get("reused_from"):
-        gen_note += f"; reused from {gen['reused_from']} (time of the original run)"
+        # wall s and events/s: the run that generated the data; memory and CPU: linking it
+        gen_note += (f"; reused from {gen['reused_from']} (wall s of the original run; "
+                     "peak mem and cpu s of linking the files)")
     row("generate (catalog + landing files)", gen, gen.get("events"), gen_note)
     row("ingest (files -> raw_events)", ingest, ingest.get("rows_read"),
         f"{ingest.get('stored', 0):,} versions stored, {ingest.get('rejected', 0):,} rejected"
