@@ -29,12 +29,13 @@ browser:
 	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check models orchestration api tests
+	$(BIN)/python -m ruff check models orchestration api bench tests
 
 serve: $(STAMP)
 	$(BIN)/meterhouse serve
 
-# Benchmark (bench/README.md): `make bench ARGS="--events 1000000"`; default 10M events.
+# Benchmark (bench/README.md): `make bench ARGS="--events 1000000"`; default 10M events;
+# the same as `meterhouse bench ARGS`.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
 
