@@ -135,12 +135,7 @@ minutes_in_all_windows as {{ mh_not_materialized() }} (
         calendar.bucket_end as window_end
     from minutes_in_meter_buckets as minutes
     inner join calendar
-        on calendar.timezone = minutes.timezone
-        and calendar.hour_start = minutes.hour_start
-        and calendar.anchor_key
-            = case when calendar.window_size = 'MONTH' then minutes.month_anchor_key else '' end
-        and minutes.minute_start >= calendar.bucket_start
-        and minutes.minute_start < calendar.bucket_end
+        on {{ mh_minute_in_bucket('minutes', 'calendar') }}
 ),
 
 minutes_in_windows as {{ mh_not_materialized() }} (
