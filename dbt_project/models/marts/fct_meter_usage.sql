@@ -34,7 +34,7 @@ with changed_spans as (
     group by tenant_id, environment_id, external_customer_id
 ),
 
-minutely as (
+minutely as {{ mh_not_materialized() }} (
     select minutely.*
     from {{ ref('fct_meter_usage_minutely') }} as minutely
     where exists (
@@ -49,12 +49,12 @@ minutely as (
         or (minutely.aggregation_type = 'WEIGHTED_SUM' and {{ mh_changed('customer', 'minutely') }})
 ),
 {%- else %}
-with minutely as (
+with minutely as {{ mh_not_materialized() }} (
     select * from {{ ref('fct_meter_usage_minutely') }}
 ),
 {%- endif %}
 
-distinct_values as (
+distinct_values as {{ mh_not_materialized() }} (
     select * from {{ ref('fct_meter_distinct_values_minutely') }}
 ),
 
