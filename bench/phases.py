@@ -343,7 +343,47 @@ def _engine_version(engine: str) -> str:
         return "?"
 
 
+# The issue's comparison: a CEL expression meter against a plain field meter on the same
+# events (both SUM over api_request, no filters).
+EXPRESSION_METER = "mtr_compute_units"
+FIELD_METER = "mtr_tokens"
+
+
+def expression_throughput(spec: dict[str, Any]) -> dict[str, Any]:
+    """(event × meter) pairs per second of int_meter_events, as dbt compiled it for the full
+    build, for the CEL meter and for the field meter: best of three runs each, reading the
+    built warehouse. The meter filter reaches the meters side of the pairing, so each run
+    reads every event and computes the quantity of that meter only."""
+    import duckdb
+
+    from orchestration.defs.dbt.project import target_path_for
+
+    config = _warehouse_config(spec)
+    compiled = (target_path_for(config) / "compiled" / "meterhouse" / "models"
+                / "intermediate" / "int_meter_events.sql").read_text()
+    query = (f"select count(*), count(quantity), count(quantity_error) from ({compiled}) "
+             "as meter_events where meter_id = ?")
+    result: dict[str, Any] = {}
+    with duckdb.connect(config.duckdb_path, read_only=True) as conn:
+        conn.execute("set memory_limit = ?",
+                     [os.environ.get("MH_DUCKDB_MEMORY_LIMIT", "4GB")])
+        for label, meter in (("expression", EXPRESSION_METER), ("field", FIELD_METER)):
+            best = float("inf")
+            for _ in range(3):
+                started = time.monotonic()
+                pairs, quantities, errors = conn.execute(query, [meter]).fetchone()
+                best = min(best, time.monotonic() - started)
+            result[label] = {"meter": meter, "pairs": pairs, "quantities": quantities,
+                             "errors": errors, "seconds": best,
+                             "pairs_per_second": pairs / best if best else None}
+    field_rate = result["field"]["pairs_per_second"] or 0
+    result["ratio"] = (result["expression"]["pairs_per_second"] / field_rate
+                       if field_rate else None)
+    return result
+
+
 PHASES = {
+    "expression": expression_throughput,
     "generate": generate,
     "ingest": ingest,
     "build": build,

@@ -330,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
                 report["agreement"][engine] = step(f"agreement_{engine}", "agreement", spec,
                                                    f"agreement {engine} vs fct_meter_usage")
 
+    if built:
+        phases["expression"] = step("expression", "expression", common,
+                                    "CEL expression meter vs field meter")
     if built and not args.skip_api:
         phases["api_load"] = step("api_load", "api_load", common,
                                   f"read API under load ({args.api_rate:g} requests/s)")
@@ -536,6 +539,12 @@ def evaluate(report: dict[str, Any], args: argparse.Namespace) -> tuple[dict, li
         targets.append(("incremental run <= 10% of full build (issue 6)",
                         f"{share:.0%} ({incremental['seconds']:,.0f} s)",
                         share <= TARGETS["incremental_share"]))
+    expression = phases.get("expression", {})
+    if expression.get("ok") and expression.get("ratio") is not None:
+        rates = [expression[k]["pairs_per_second"] for k in ("expression", "field")]
+        measured = f"{expression['ratio']:.2f}x ({rates[0]:,.0f} vs {rates[1]:,.0f} pairs/s)"
+        targets.append(("CEL expression meter >= 0.5x a field meter (issue 3)", measured,
+                        expression["ratio"] >= 0.5))
     results["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in targets]
     results["targets_note"] = scale_note.strip()
     results["incomplete"] = incomplete

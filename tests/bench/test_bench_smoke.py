@@ -149,3 +149,13 @@ def test_the_agreement_check_catches_a_wrong_answer(bench_run: dict, tmp_path: P
     assert result.value_mismatches == 1
     assert result.only_ours == 1 and result.only_baseline == 0
     assert "DISAGREES" in result.summary()
+
+
+def test_the_expression_meter_is_measured_next_to_a_field_meter(bench_run: dict) -> None:
+    expression = bench_run["report"]["phases"]["expression"]
+    assert expression["ok"], expression.get("error")
+    # both meters pair with the same api_request events
+    assert expression["expression"]["pairs"] == expression["field"]["pairs"] > 0
+    assert expression["expression"]["quantities"] > 0 and expression["ratio"] > 0
+    assert any(t["target"].startswith("CEL expression meter")
+               for t in bench_run["report"]["results"]["targets"])
