@@ -405,7 +405,22 @@ def run_pipeline(catalog_dir: Path, landing_dir: Path | None, target: str, duckd
                  verbose: bool = False) -> bool:
     """Run the build_everything job in this process, printing each step as it happens.
 
-    dbt's own log is shown with `verbose`, else only its last lines when the run fails."""
+    dbt's own log is shown with `verbose`, else only its last lines when the run fails. The
+    MH_* variables the job sets for dbt are restored afterwards, so nothing later in this
+    process (another run on another target, a server it starts) inherits them."""
+    saved = {key: value for key, value in os.environ.items() if key.startswith("MH_")}
+    try:
+        return _run_pipeline(catalog_dir, landing_dir, target, duckdb_path, events_table,
+                             terminal, verbose)
+    finally:
+        for key in [key for key in os.environ if key.startswith("MH_")]:
+            if key not in saved:
+                del os.environ[key]
+        os.environ.update(saved)
+
+
+def _run_pipeline(catalog_dir: Path, landing_dir: Path | None, target: str, duckdb_path: str,
+                  events_table: str, terminal: Terminal | None, verbose: bool) -> bool:
     import dagster as dg
 
     from orchestration.definitions import build_definitions

@@ -40,7 +40,8 @@ def _meterhouse_run(config: WarehouseConfig, catalog: Path, landing: Path,
                     kill_after: float | None) -> int | None:
     """Run `meterhouse run`; kill it (and dbt under it) after `kill_after` seconds."""
     command = [str(Path(sys.executable).parent / "meterhouse"), "run", "--catalog",
-               str(catalog), "--landing", str(landing), "--warehouse", config.duckdb_path]
+               str(catalog), "--landing", str(landing), "--warehouse", config.duckdb_path,
+               "--target", "duckdb"]
     environment = {**os.environ, **config.dbt_env(), "DO_NOT_TRACK": "1"}
     process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
