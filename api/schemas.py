@@ -10,7 +10,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
 from models.catalog import canonical_filter_value
 from models.enums import AggregationType, WindowSize
@@ -25,6 +32,9 @@ class Response(BaseModel):
 
 
 FilterValue = Annotated[str, BeforeValidator(canonical_filter_value)]
+# Stripe values are exact JSON numbers (api.encoding.ExactJSONResponse writes the Decimal's
+# digits); pydantic would document a Decimal as a string.
+ExactNumber = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 
 
 # -- meters (the create-meter response) -------------------------------------------------------
@@ -187,7 +197,7 @@ class StripeMeterUsageRow(Response):
     meter: str
     starts_at: int
     ends_at: int
-    value: Decimal
+    value: ExactNumber
     dimensions: dict[str, str]
 
 
@@ -208,7 +218,7 @@ class StripeMeterUsage(Response):
 class StripeMeterEventSummary(Response):
     id: str
     object: Literal["billing.meter_event_summary"] = "billing.meter_event_summary"
-    aggregated_value: Decimal
+    aggregated_value: ExactNumber
     start_time: int
     end_time: int
     livemode: bool = False
