@@ -66,7 +66,8 @@ def with_real_ids(case) -> None:
         if "meter_ids" in case.body:
             case.body["meter_ids"] = ["mtr_shared", "mtr_tokens"]
         if isinstance(case.body.get("feature_ids"), list):
-            case.body["feature_ids"] = ["feat_shared", "feat_tokens"][:len(case.body["feature_ids"])]
+            count = len(case.body["feature_ids"])
+            case.body["feature_ids"] = ["feat_shared", "feat_tokens"][:count]
 
 
 def operation(schema, label: str):
