@@ -31,7 +31,17 @@ class Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-FilterValue = Annotated[str, BeforeValidator(canonical_filter_value)]
+# Request limits: generous for any real query, small enough that a refusal is immediate and a
+# request can never make the API do unbounded work (docs/RELIABILITY.md).
+MAX_ID_CHARS = 255
+MAX_VALUE_CHARS = 1_000
+MAX_LIST_ITEMS = 100
+MAX_GROUP_BY = 10
+MAX_PROPERTY_FILTERS = 20
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+FilterValue = Annotated[str, Field(max_length=MAX_VALUE_CHARS),
+                        BeforeValidator(canonical_filter_value)]
 # Stripe values are exact JSON numbers (api.encoding.ExactJSONResponse writes the Decimal's
 # digits); pydantic would document a Decimal as a string.
 ExactNumber = Annotated[Decimal, WithJsonSchema({"type": "number"})]
@@ -81,9 +91,10 @@ class MeterUsageAnalyticsRequest(Request):
     aggregation_type: AggregationType
     billing_anchor: AwareDatetime | None = None
     end_time: AwareDatetime = Field(examples=["2024-02-01T00:00:00Z"])
-    external_customer_id: str = Field(min_length=1, examples=["cust_123"])
-    meter_ids: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1,
-                                                                  examples=[["mtr_abc"]])
+    external_customer_id: str = Field(min_length=1, max_length=MAX_ID_CHARS,
+                                      examples=["cust_123"])
+    meter_ids: list[Id] = Field(min_length=1, max_length=MAX_LIST_ITEMS,
+                                examples=[["mtr_abc"]])
     start_time: AwareDatetime = Field(examples=["2024-01-01T00:00:00Z"])
     window_size: WindowSize | None = None
 
@@ -108,17 +119,22 @@ class MeterUsageAnalyticsResponse(Response):
 
 # -- POST /v1/events/analytics -----------------------------------------------------------------
 class GetUsageAnalyticsRequest(Request):
-    external_customer_id: str | None = None
+    external_customer_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
     start_time: AwareDatetime | None = None
     end_time: AwareDatetime | None = None
-    feature_ids: list[str] | None = None
-    sources: list[str] | None = None
-    property_filters: dict[str, list[FilterValue]] | None = None
-    group_by: list[str] | None = Field(
-        default=None, description='"source", "feature_id" or "properties.<field_name>"')
+    feature_ids: list[Id] | None = Field(default=None, max_length=MAX_LIST_ITEMS)
+    sources: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS)]] | None = Field(
+        default=None, max_length=MAX_LIST_ITEMS)
+    property_filters: dict[
+        Annotated[str, Field(max_length=MAX_ID_CHARS)],
+        Annotated[list[FilterValue], Field(max_length=MAX_LIST_ITEMS)],
+    ] | None = Field(default=None, max_length=MAX_PROPERTY_FILTERS)
+    group_by: list[Annotated[str, Field(max_length=MAX_ID_CHARS)]] | None = Field(
+        default=None, max_length=MAX_GROUP_BY,
+        description='"source", "feature_id" or "properties.<field_name>"')
     window_size: WindowSize | None = None
-    expand: list[str] | None = Field(
-        default=None,
+    expand: list[Annotated[str, Field(max_length=MAX_ID_CHARS)]] | None = Field(
+        default=None, max_length=MAX_LIST_ITEMS,
         description='"price", "meter", "feature", "subscription_line_item", "plan", "addon"')
     include_children: bool = False
 
