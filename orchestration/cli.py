@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -159,10 +160,18 @@ def run_pipeline(catalog_dir: Path, landing_dir: Path | None, target: str, duckd
             status = "passed" if data.passed else "FAILED"
             _say(f"  check {data.check_name} on {data.asset_key.to_user_string()}: {status}")
         elif event.event_type_value == "STEP_FAILURE":
-            _say(f"  FAILED {event.step_key}: {event.event_specific_data.error.message.strip()}")
+            _say(f"  FAILED {event.step_key}: {failure_message(event.event_specific_data.error)}")
     _say(f"pipeline {'finished' if result.success else 'FAILED'} in "
          f"{time.monotonic() - started:.1f} s")
     return result.success
+
+
+def failure_message(error) -> str:
+    """What went wrong in a failed step, for people: the innermost cause (Dagster wraps it in
+    "Error occurred while executing op ..."), without its exception class or traceback."""
+    while error.cause is not None:
+        error = error.cause
+    return re.sub(r"^[\w.]+: ", "", error.message.strip())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
