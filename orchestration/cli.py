@@ -149,7 +149,8 @@ def run_pipeline(catalog_dir: Path, landing_dir: Path | None, target: str, duckd
     result = job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        # failures are printed below, once and readably (failure_message)
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
     )
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
@@ -166,15 +167,40 @@ def run_pipeline(catalog_dir: Path, landing_dir: Path | None, target: str, duckd
     return result.success
 
 
+# Failures that explain themselves: their message is all a user needs, no stack trace.
+EXPECTED_FAILURES = ("WarehouseUnavailable", "CatalogError")
+
+
 def failure_message(error) -> str:
-    """What went wrong in a failed step, for people: the innermost cause (Dagster wraps it in
-    "Error occurred while executing op ..."), without its exception class or traceback."""
-    while error.cause is not None:
+    """What went wrong in a failed step, for people: the error Dagster wrapped in "Error
+    occurred while executing op ...", without its exception class; with its stack trace only
+    when it is unexpected (a bug to report)."""
+    while error.cls_name and error.cls_name.startswith("Dagster") and error.cause is not None:
         error = error.cause
-    return re.sub(r"^[\w.]+: ", "", error.message.strip())
+    message = re.sub(r"^[\w.]+: ", "", error.message.strip())
+    if error.cls_name in EXPECTED_FAILURES:
+        return message
+    return f"{message}\n{error.to_string()}"
+
+
+def check_warehouse_reachable(target: str, duckdb_path: str) -> str | None:
+    """Why the warehouse cannot be reached (host and port named), or None when it can."""
+    if target != "postgres":
+        return None
+    from orchestration.warehouse import Warehouse, WarehouseConfig, WarehouseUnavailable
+
+    try:
+        with Warehouse(WarehouseConfig.from_env(target=target, duckdb_path=duckdb_path)):
+            return None
+    except WarehouseUnavailable as exc:
+        return str(exc)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    problem = check_warehouse_reachable(args.target, args.warehouse)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     ok = run_pipeline(Path(args.catalog), Path(args.landing) if args.landing else None,
                       args.target, args.warehouse, args.events_table)
     return EXIT_OK if ok else EXIT_FAILED

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -164,6 +165,8 @@ def test_keys_are_stored_only_as_hashes(tenants_warehouse, tmp_path):
     plaintext = [key(*s, revoked=r) for s in SCOPES for r in (False, True)]
     copy = tmp_path / "copy.duckdb"  # this process may hold the file open already
     shutil.copy(tenants_warehouse.duckdb_path, copy)
+    if Path(f"{tenants_warehouse.duckdb_path}.wal").exists():
+        shutil.copy(f"{tenants_warehouse.duckdb_path}.wal", f"{copy}.wal")
     with duckdb.connect(str(copy), read_only=True) as db:
         columns = db.execute(
             "select table_name, column_name from information_schema.columns "
