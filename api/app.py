@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import unquote_plus
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reader = reader
     install_error_handlers(app)
     _install_database_errors(app)
-    _install_body_limit(app)
+    _install_request_guards(app)
     for module in (meter_usage, events, meters, stripe):
         app.include_router(module.router)
 
@@ -55,13 +56,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _install_body_limit(app: FastAPI) -> None:
-    """A declared body larger than MAX_BODY_BYTES is a 413 ErrorResponse before it is read.
-    FastAPI's own limit (ten times larger, a plain-text 413, applied first) still stops bodies
-    sent without a length."""
+def _install_request_guards(app: FastAPI) -> None:
+    """A NUL character in the path or query is a 400 (no id or value can hold one; Postgres
+    cannot even bind it; bodies are checked by `api.schemas.Request`). A declared body larger
+    than MAX_BODY_BYTES is a 413 ErrorResponse before it is read. FastAPI's own limit (ten
+    times larger, a plain-text 413, applied first) still stops bodies sent without a length."""
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):
+    async def guard(request: Request, call_next):
+        query = unquote_plus(request.scope.get("query_string", b"").decode("latin-1"))
+        if "\x00" in request.scope.get("path", "") or "\x00" in query:
+            return error_response(request, 400, VALIDATION_ERROR,
+                                  "the request contains a NUL character, which no id, name "
+                                  "or value can hold")
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_BODY_BYTES:
             return error_response(request, 413, VALIDATION_ERROR,

@@ -17,14 +17,43 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
+    model_validator,
 )
 
 from models.catalog import canonical_filter_value
 from models.enums import AggregationType, WindowSize
 
 
+def _nul_location(value: Any, path: tuple = ()) -> tuple | None:
+    """Where a string (or a key) holding a NUL character is, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = (*path, key) if "\x00" in str(key) else _nul_location(item, (*path, key))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_location(item, (*path, index))
+            if found is not None:
+                return found
+    return None
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # No id, name or value can hold NUL (ingest rejects it, Postgres text cannot store
+        # it), so it is a 400 on every engine rather than a driver error on one.
+        where = _nul_location(data)
+        if where is not None:
+            name = ".".join(str(part) for part in where) or "body"
+            raise ValueError(f"{name} contains a NUL character")
+        return data
 
 
 class Response(BaseModel):

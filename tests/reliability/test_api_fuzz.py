@@ -1,6 +1,7 @@
 """API fuzzing: schemathesis generates requests from our own OpenAPI document (/openapi.json),
 valid ones and invalid ones, and sends them to the in-process app over the four-environment test
-warehouse (tests/reliability/tenants.py) with a valid key, so they reach the handlers. No request
+warehouse (tests/reliability/tenants.py), on DuckDB and on Postgres, with a valid key, so they
+reach the handlers. No request
 may get a 500, and every response must match the document (status code, content type, body).
 
 The operations are driven with hypothesis directly (`APIOperation.as_strategy`): schemathesis'
@@ -22,8 +23,6 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from api.app import create_app
-from api.settings import Settings
 from tests.reliability.tenants import T0, T1, key
 
 pytestmark = pytest.mark.slow
@@ -43,9 +42,9 @@ S0, S1 = int(T0.timestamp()), int(T1.timestamp())
 
 
 @pytest.fixture(scope="module")
-def api_schema(tenants_warehouse):
-    app = create_app(Settings(warehouse=tenants_warehouse))
-    return schemathesis.openapi.from_asgi("/openapi.json", app)
+def api_schema(engine_client):
+    """Our document, over the app on DuckDB and on Postgres (`engine_client`)."""
+    return schemathesis.openapi.from_asgi("/openapi.json", engine_client.app)
 
 
 def with_real_ids(case) -> None:
@@ -123,7 +122,7 @@ def test_instants_beyond_the_calendar_are_a_400(tenants_client, field, value):
     assert response.json()["details"]["field"] == field
 
 
-def test_stripe_values_are_documented_as_numbers(api_schema, tenants_client):
+def test_stripe_values_are_documented_as_numbers(tenants_client):
     """The document said "string" for Stripe's `value` and `aggregated_value`, which are JSON
     numbers on the wire (as Stripe sends them)."""
     document = tenants_client.get("/openapi.json").json()["components"]["schemas"]

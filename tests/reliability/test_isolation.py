@@ -70,13 +70,13 @@ def total(response) -> Decimal:
 
 
 @pytest.mark.parametrize("scope", SCOPES, ids=lambda s: "/".join(s))
-def test_each_key_sees_exactly_its_own_data(tenants_client, scope):
+def test_each_key_sees_exactly_its_own_data(engine_client, scope):
     n = SHARED_EVENTS[scope]
     usage = requests("mtr_shared", "feat_shared", "cus_shared", "cust_shared")
-    response = call(tenants_client, scope, *usage[0])
+    response = call(engine_client, scope, *usage[0])
     assert response.status_code == 200, response.text
     assert total(response) == n
-    response = call(tenants_client, scope, "POST", "/v1/events/analytics",
+    response = call(engine_client, scope, "POST", "/v1/events/analytics",
                     {"external_customer_id": "cust_shared", "start_time": START,
                      "end_time": END, "group_by": ["properties.owner", "source"]})
     body = response.json()
@@ -85,19 +85,19 @@ def test_each_key_sees_exactly_its_own_data(tenants_client, scope):
     calls = next(i for i in body["items"] if i["feature_id"] == "feat_shared")
     assert Decimal(calls["total_usage"]) == n
     assert Decimal(body["total_cost"]) == n * Decimal(FLAT_AMOUNT[scope])
-    meters = call(tenants_client, scope, "GET", "/v1/meters?limit=1000", None).json()
+    meters = call(engine_client, scope, "GET", "/v1/meters?limit=1000", None).json()
     assert {m["id"] for m in meters["items"]} == {"mtr_shared", "mtr_tokens",
                                                   only("mtr", *scope)}
     assert {m["tenant_id"] for m in meters["items"]} == {scope[0]}
-    stripe = call(tenants_client, scope, *usage[4]).json()
+    stripe = call(engine_client, scope, *usage[4]).json()
     assert sum(Decimal(str(r["value"])) for r in stripe["rows"]["data"]) == n
-    summaries = call(tenants_client, scope, *usage[5]).json()
+    summaries = call(engine_client, scope, *usage[5]).json()
     assert sum(Decimal(str(s["aggregated_value"])) for s in summaries["data"]) == n
 
 
 @pytest.mark.parametrize("scope", SCOPES, ids=lambda s: "/".join(s))
-def test_another_environments_ids_are_indistinguishable_from_unknown_ones(tenants_client, scope):
-    nowhere = [masked(call(tenants_client, scope, *r), NOWHERE)
+def test_another_environments_ids_are_indistinguishable_from_unknown_ones(engine_client, scope):
+    nowhere = [masked(call(engine_client, scope, *r), NOWHERE)
                for r in requests(*NOWHERE.values())]
     assert all(status in (200, 404) for status, _ in nowhere), nowhere
     assert any(status == 404 for status, _ in nowhere)
@@ -105,25 +105,25 @@ def test_another_environments_ids_are_indistinguishable_from_unknown_ones(tenant
         if other == scope:
             continue
         ids = {kind: only(kind, *other) for kind in NOWHERE}
-        theirs = [masked(call(tenants_client, scope, *r), ids) for r in requests(*ids.values())]
+        theirs = [masked(call(engine_client, scope, *r), ids) for r in requests(*ids.values())]
         assert theirs == nowhere, (scope, other)
         for _, text in theirs:
             assert other[0] + "_" + other[1] not in text
 
 
 @pytest.mark.parametrize("scope", SCOPES, ids=lambda s: "/".join(s))
-def test_no_parameter_or_header_moves_a_key_to_another_scope(tenants_client, scope):
+def test_no_parameter_or_header_moves_a_key_to_another_scope(engine_client, scope):
     n = SHARED_EVENTS[scope]
     usage = requests("mtr_shared", "feat_shared", "cus_shared", "cust_shared")[0][2]
     for other in SCOPES:
         smuggled = {**usage, "tenant_id": other[0], "environment_id": other[1]}
         headers = {"x-tenant-id": other[0], "x-environment-id": other[1],
                    "x-flexprice-tenant-id": other[0], "environment-id": other[1]}
-        response = call(tenants_client, scope, "POST", "/v1/meter-usage/analytics", smuggled,
+        response = call(engine_client, scope, "POST", "/v1/meter-usage/analytics", smuggled,
                         headers)
         assert response.status_code == 200 and total(response) == n, response.text
         # filtering on another environment's property values finds nothing
-        response = call(tenants_client, scope, "POST", "/v1/events/analytics",
+        response = call(engine_client, scope, "POST", "/v1/events/analytics",
                         {"external_customer_id": "cust_shared", "start_time": START,
                          "end_time": END, "property_filters": {"owner": ["_".join(other)]}})
         items = response.json()["items"]
@@ -133,13 +133,13 @@ def test_no_parameter_or_header_moves_a_key_to_another_scope(tenants_client, sco
         # Stripe refuses tenant parameters outright
         query = stripe_query({"customer": "cus_shared", "starts_at": S0, "ends_at": S1,
                               "tenant_id": other[0], "environment_id": other[1]})
-        response = call(tenants_client, scope, "GET",
+        response = call(engine_client, scope, "GET",
                         f"/v1/billing/analytics/meter_usage?{query}", None)
         assert response.status_code == 400, response.text
 
 
 @pytest.mark.parametrize("scope", SCOPES, ids=lambda s: "/".join(s))
-def test_revoked_unknown_and_lookalike_keys_are_401_everywhere(tenants_client, scope):
+def test_revoked_unknown_and_lookalike_keys_are_401_everywhere(engine_client, scope):
     good = key(*scope)
     # (HTTP strips blanks around a header value, so " key " is the key itself)
     bad_keys = [key(*scope, revoked=True), good.upper(), good + "\t_", "_" + good, good[:-1],
@@ -148,7 +148,7 @@ def test_revoked_unknown_and_lookalike_keys_are_401_everywhere(tenants_client, s
         for method, url, body in requests("mtr_shared", "feat_shared", "cus_shared",
                                           "cust_shared") + [("GET", "/v1/meters", None)]:
             try:
-                response = tenants_client.request(method, url, json=body,
+                response = engine_client.request(method, url, json=body,
                                                   headers={"x-api-key": bad})
             except Exception:  # httpx refuses some header values before sending: fine
                 continue
