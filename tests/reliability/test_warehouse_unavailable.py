@@ -1,5 +1,5 @@
-"""The warehouse unavailable: Postgres unreachable gives `meterhouse run` a clear error (non-zero
-exit, host and port named, no traceback) before anything runs, and the API a 503 in the
+"""The warehouse unavailable: Postgres unreachable gives `meterhouse run` a clear error (exit 4,
+"unavailable", host and port named, no traceback) before anything runs, and the API a 503 in the
 ErrorResponse shape on every endpoint; a DuckDB file held by another process while a snapshot
 is being published leaves the previous snapshot in force, and the API keeps serving it."""
 
@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.serving import current_snapshot, publish_if_stale, publish_snapshot, serving_dir_for
 from api.settings import Settings
+from orchestration.cli import EXIT_UNAVAILABLE
 from orchestration.warehouse import WarehouseConfig
 from tests.api.test_serving import build_holding
 from tests.reliability.tenants import key
@@ -38,7 +39,7 @@ def test_meterhouse_run_without_postgres_is_a_clear_error(tmp_path):
         [sys.executable, "-m", "orchestration.cli", "run", "--catalog", str(CATALOG),
          "--landing", str(landing), "--target", "postgres"],
         capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.returncode == EXIT_UNAVAILABLE, (result.stdout, result.stderr)
     assert "cannot connect to PostgreSQL at 127.0.0.1:1" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert "Stack Trace" not in result.stdout + result.stderr
