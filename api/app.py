@@ -12,18 +12,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.db import database_error, make_reader
-from api.errors import error_response, install_error_handlers
+from api.errors import VALIDATION_ERROR, error_response, install_error_handlers
 from api.routers import events, meter_usage, meters, stripe
 from api.settings import Settings
 
 DASHBOARD_DIR = Path(__file__).parent / "dashboard"
-
+# A request body larger than any real query (413, in the ErrorResponse shape).
+MAX_BODY_BYTES = 1_000_000
 DESCRIPTION = """
 Exact usage analytics over Meterhouse's serving tables, in the shapes of the Flexprice and
 Stripe APIs. Authenticate with `x-api-key: <key>` or `Authorization: Bearer <key>`; a key
@@ -42,11 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reader.close()
 
     app = FastAPI(title="Meterhouse read API", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, max_body_size=10 * MAX_BODY_BYTES)
     app.state.settings = settings
     app.state.reader = reader
     install_error_handlers(app)
     _install_database_errors(app)
+    _install_request_guards(app)
     for module in (meter_usage, events, meters, stripe):
         app.include_router(module.router)
 
@@ -62,6 +65,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
     return app
+
+
+def _install_request_guards(app: FastAPI) -> None:
+    """A NUL character in the path or query is a 400 (no id or value can hold one; Postgres
+    cannot even bind it; bodies are checked by `api.schemas.Request`). A declared body larger
+    than MAX_BODY_BYTES is a 413 ErrorResponse before it is read. FastAPI's own limit (ten
+    times larger, a plain-text 413, applied first) still stops bodies sent without a length."""
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        query = unquote_plus(request.scope.get("query_string", b"").decode("latin-1"))
+        if "\x00" in request.scope.get("path", "") or "\x00" in query:
+            return error_response(request, 400, VALIDATION_ERROR,
+                                  "the request contains a NUL character, which no id, name "
+                                  "or value can hold")
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return error_response(request, 413, VALIDATION_ERROR,
+                                  f"request body too large: at most {MAX_BODY_BYTES} bytes")
+        return await call_next(request)
 
 
 def _install_database_errors(app: FastAPI) -> None:

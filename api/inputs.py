@@ -41,17 +41,27 @@ def check_property_name(name: str, param: str) -> str:
     return name
 
 
+def utc_instant(value: datetime, param: str) -> datetime:
+    """`value` as a UTC instant between 1970 and 2100, else a 400 (also when its offset pushes
+    it out of Python's datetime range: 0001-01-01T00:00:00+00:01 must not be a 500)."""
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not EARLIEST <= instant <= LATEST:
+        raise bad_request(f"{param} must be between 1970 and 2100", param)
+    return instant
+
+
 def check_range(start: datetime, end: datetime, window: str | None, settings: Settings,
                 start_param: str = "start_time", end_param: str = "end_time",
                 window_param: str = "window_size") -> tuple[datetime, datetime]:
     """[start, end) as UTC instants, minute-aligned, ordered and within the limits."""
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    start, end = utc_instant(start, start_param), utc_instant(end, end_param)
     for value, param in ((start, start_param), (end, end_param)):
         if value.second or value.microsecond:
             raise bad_request(f"{param} must be aligned to a whole minute (seconds and "
                               f"fractions 0), got {value.isoformat()}", param)
-        if not EARLIEST <= value <= LATEST:
-            raise bad_request(f"{param} must be between 1970 and 2100", param)
     if end <= start:
         raise bad_request(f"{end_param} must be after {start_param}", end_param)
     if end - start > timedelta(days=settings.max_range_days):

@@ -10,21 +10,70 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from models.catalog import canonical_filter_value
 from models.enums import AggregationType, WindowSize
 
 
+def _nul_location(value: Any, path: tuple = ()) -> tuple | None:
+    """Where a string (or a key) holding a NUL character is, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = (*path, key) if "\x00" in str(key) else _nul_location(item, (*path, key))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_location(item, (*path, index))
+            if found is not None:
+                return found
+    return None
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # No id, name or value can hold NUL (ingest rejects it, Postgres text cannot store
+        # it), so it is a 400 on every engine rather than a driver error on one.
+        where = _nul_location(data)
+        if where is not None:
+            name = ".".join(str(part) for part in where) or "body"
+            raise ValueError(f"{name} contains a NUL character")
+        return data
 
 
 class Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-FilterValue = Annotated[str, BeforeValidator(canonical_filter_value)]
+# Request limits: generous for any real query, small enough that a refusal is immediate and a
+# request can never make the API do unbounded work (docs/RELIABILITY.md).
+MAX_ID_CHARS = 255
+MAX_VALUE_CHARS = 1_000
+MAX_LIST_ITEMS = 100
+MAX_GROUP_BY = 10
+MAX_PROPERTY_FILTERS = 20
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+FilterValue = Annotated[str, Field(max_length=MAX_VALUE_CHARS),
+                        BeforeValidator(canonical_filter_value)]
+# Stripe values are exact JSON numbers (api.encoding.ExactJSONResponse writes the Decimal's
+# digits); pydantic would document a Decimal as a string.
+ExactNumber = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 
 
 # -- meters (the create-meter response) -------------------------------------------------------
@@ -71,9 +120,10 @@ class MeterUsageAnalyticsRequest(Request):
     aggregation_type: AggregationType
     billing_anchor: AwareDatetime | None = None
     end_time: AwareDatetime = Field(examples=["2024-02-01T00:00:00Z"])
-    external_customer_id: str = Field(min_length=1, examples=["cust_123"])
-    meter_ids: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1,
-                                                                  examples=[["mtr_abc"]])
+    external_customer_id: str = Field(min_length=1, max_length=MAX_ID_CHARS,
+                                      examples=["cust_123"])
+    meter_ids: list[Id] = Field(min_length=1, max_length=MAX_LIST_ITEMS,
+                                examples=[["mtr_abc"]])
     start_time: AwareDatetime = Field(examples=["2024-01-01T00:00:00Z"])
     window_size: WindowSize | None = None
 
@@ -98,17 +148,22 @@ class MeterUsageAnalyticsResponse(Response):
 
 # -- POST /v1/events/analytics -----------------------------------------------------------------
 class GetUsageAnalyticsRequest(Request):
-    external_customer_id: str | None = None
+    external_customer_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
     start_time: AwareDatetime | None = None
     end_time: AwareDatetime | None = None
-    feature_ids: list[str] | None = None
-    sources: list[str] | None = None
-    property_filters: dict[str, list[FilterValue]] | None = None
-    group_by: list[str] | None = Field(
-        default=None, description='"source", "feature_id" or "properties.<field_name>"')
+    feature_ids: list[Id] | None = Field(default=None, max_length=MAX_LIST_ITEMS)
+    sources: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS)]] | None = Field(
+        default=None, max_length=MAX_LIST_ITEMS)
+    property_filters: dict[
+        Annotated[str, Field(max_length=MAX_ID_CHARS)],
+        Annotated[list[FilterValue], Field(max_length=MAX_LIST_ITEMS)],
+    ] | None = Field(default=None, max_length=MAX_PROPERTY_FILTERS)
+    group_by: list[Annotated[str, Field(max_length=MAX_ID_CHARS)]] | None = Field(
+        default=None, max_length=MAX_GROUP_BY,
+        description='"source", "feature_id" or "properties.<field_name>"')
     window_size: WindowSize | None = None
-    expand: list[str] | None = Field(
-        default=None,
+    expand: list[Annotated[str, Field(max_length=MAX_ID_CHARS)]] | None = Field(
+        default=None, max_length=MAX_LIST_ITEMS,
         description='"price", "meter", "feature", "subscription_line_item", "plan", "addon"')
     include_children: bool = False
 
@@ -187,7 +242,7 @@ class StripeMeterUsageRow(Response):
     meter: str
     starts_at: int
     ends_at: int
-    value: Decimal
+    value: ExactNumber
     dimensions: dict[str, str]
 
 
@@ -208,7 +263,7 @@ class StripeMeterUsage(Response):
 class StripeMeterEventSummary(Response):
     id: str
     object: Literal["billing.meter_event_summary"] = "billing.meter_event_summary"
-    aggregated_value: Decimal
+    aggregated_value: ExactNumber
     start_time: int
     end_time: int
     livemode: bool = False

@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -207,6 +207,29 @@ def currency_precision(currency: str) -> int:
     return 0 if currency.lower() in ZERO_DECIMAL_CURRENCIES else 2
 
 
+# -- instants and counts -----------------------------------------------------------------------
+# The instants events may have (orchestration/ingest.py): subscription dates outside them would
+# only be typing mistakes, and years 1 or 9999 overflow date arithmetic.
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(2100, 1, 1, tzinfo=UTC)
+# Longest billing period: 100 periods (100 years with ANNUAL); more is a typing mistake.
+MAX_BILLING_PERIOD_COUNT = 100
+
+
+def _refuse_numbers(value: object) -> object:
+    # pydantic reads a number as Unix seconds: `start_date: 20240101` would be 1970-08-23
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        raise ValueError("must be an RFC 3339 date-time with an offset, such as "
+                         "2024-01-01T00:00:00Z (a number is not read as a Unix time)")
+    return value
+
+
+def _check_instant_range(value: datetime) -> datetime:
+    if not EARLIEST_INSTANT <= value < LATEST_INSTANT:
+        raise ValueError("must be between 1970-01-01 and 2100-01-01")
+    return value
+
+
 Identifier = Annotated[str, AfterValidator(_check_identifier)]
 Text = Annotated[str, AfterValidator(_check_text)]
 EnvironmentKey = Annotated[str, AfterValidator(_check_environment_key)]
@@ -217,6 +240,9 @@ WarehouseDecimal = Annotated[Decimal, AfterValidator(_check_fits_warehouse)]
 NonNegativeDecimal = Annotated[WarehouseDecimal, AfterValidator(_check_not_negative)]
 PositiveDecimal = Annotated[WarehouseDecimal, AfterValidator(_check_positive)]
 FilterValue = Annotated[str, BeforeValidator(canonical_filter_value)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_refuse_numbers),
+                    AfterValidator(_check_instant_range)]
+PeriodCount = Annotated[StrictInt, Field(ge=1, le=MAX_BILLING_PERIOD_COUNT)]
 
 
 def _raise_issues(title: str, issues: Sequence[Issue]) -> None:
@@ -558,7 +584,7 @@ class Price(CatalogModel):
     transform_quantity: TransformQuantity | None = None
     amount: NonNegativeDecimal | None = None
     billing_period: BillingPeriod
-    billing_period_count: StrictInt = Field(default=1, ge=1)
+    billing_period_count: PeriodCount = 1
     plan_id: Identifier | None = None
     display_name: Text | None = None
     description: str | None = None
@@ -665,11 +691,11 @@ class Subscription(CatalogModel):
     customer_id: Identifier
     plan_id: Identifier
     currency: Currency
-    start_date: AwareDatetime
-    end_date: AwareDatetime | None = None
-    billing_anchor: AwareDatetime | None = None
+    start_date: Instant
+    end_date: Instant | None = None
+    billing_anchor: Instant | None = None
     billing_period: BillingPeriod
-    billing_period_count: StrictInt = Field(default=1, ge=1)
+    billing_period_count: PeriodCount = 1
     commitments: list[Commitment] = Field(default_factory=list)
 
     @field_validator("commitments", mode="before")

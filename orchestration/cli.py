@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 import time
 from collections import deque
@@ -380,8 +381,17 @@ class _ProgressHandler(logging.Handler):
                 t.say(f"  {elapsed}   check {name}: " + t.style("FAILED", "red", "bold"))
         elif kind == "STEP_FAILURE":
             error = event.event_specific_data.error
-            message = error.message.strip() if error else "failed"
+            message = failure_message(error) if error else "failed"
             t.say(t.style(f"  {elapsed} ✗ {event.step_key} FAILED: {message}", "red"))
+
+
+def failure_message(error) -> str:
+    """What went wrong in a failed step, for people: the error Dagster wrapped in "Error
+    occurred while executing op ..." (a catalog problem names its file and field, an
+    unreachable warehouse its host and port), without the exception's class name."""
+    while error.cls_name and error.cls_name.startswith("Dagster") and error.cause is not None:
+        error = error.cause
+    return re.sub(r"^[\w.]+: ", "", error.message.strip())
 
 
 class _TailBuffer(io.TextIOBase):
@@ -482,7 +492,23 @@ def _run_pipeline(catalog_dir: Path, landing_dir: Path | None, target: str, duck
     return result.success
 
 
+def check_warehouse_reachable(target: str, duckdb_path: str) -> None:
+    """Fail before anything runs when the Postgres warehouse cannot be reached (host and port
+    named), rather than with one failure per step."""
+    if target != "postgres":
+        return
+    from orchestration.warehouse import Warehouse, WarehouseConfig, WarehouseUnavailable
+
+    try:
+        with Warehouse(WarehouseConfig.from_env(target=target, duckdb_path=duckdb_path)):
+            pass
+    except WarehouseUnavailable as exc:
+        raise CliError(str(exc), "start PostgreSQL, or point MH_PG_HOST, MH_PG_PORT, MH_PG_USER, "
+                       "MH_PG_PASSWORD and MH_PG_DATABASE at it", EXIT_UNAVAILABLE) from None
+
+
 def cmd_run(args: argparse.Namespace, terminal: Terminal) -> int:
+    check_warehouse_reachable(args.target, args.warehouse)
     ok = run_pipeline(Path(args.catalog), Path(args.landing) if args.landing else None,
                       args.target, args.warehouse, args.events_table, terminal, args.verbose)
     return EXIT_OK if ok else EXIT_FAILED

@@ -1266,14 +1266,16 @@ def _prepare_typed(table: pa.Table, file_no: int) -> pa.Table:
     table), timestamps with a time zone as UTC microseconds (`_mh_sub_micro` marks values with
     nanoseconds that would be lost), and its file number and 1-based row number."""
     keep = [n for n in table.column_names if n in EVENT_FIELDS or n in ("_mh_tenant", "_mh_env")]
-    table = table.select(keep).replace_schema_metadata(None)
+    # Rows are numbered before the columns are chosen: a table without any event column still
+    # has rows to reject, and pyarrow forgets the row count of a table left without columns.
+    rows = pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64))
+    table = table.append_column("_mh_row", rows).select([*keep, "_mh_row"])
+    table = table.replace_schema_metadata(None)
     if "timestamp" in keep:
         t = table.schema.field("timestamp").type
         if pa.types.is_timestamp(t) and t.tz is not None:
             table = _timestamps_to_micros(table)
-    return table.append_column(
-        "_mh_row", pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64))
-    ).append_column("_mh_file_no", _constant_int(file_no, table.num_rows))
+    return table.append_column("_mh_file_no", _constant_int(file_no, table.num_rows))
 
 
 def _constant_int(value: int, n: int) -> pa.Array:

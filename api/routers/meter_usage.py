@@ -15,7 +15,7 @@ from api import lookups
 from api.deps import PrincipalDep, SettingsDep, WarehouseDep
 from api.encoding import decimal_text, rfc3339
 from api.errors import ERROR_RESPONSES, bad_request
-from api.inputs import check_range
+from api.inputs import check_range, utc_instant
 from api.schemas import (
     MeterUsageAnalyticsRequest,
     MeterUsageAnalyticsResponse,
@@ -37,6 +37,7 @@ def get_meter_usage_analytics(
 ) -> MeterUsageAnalyticsResponse:
     window = body.window_size.value if body.window_size else None
     start, end = check_range(body.start_time, body.end_time, window, settings)
+    anchor = utc_instant(body.billing_anchor, "billing_anchor") if body.billing_anchor else None
     customer = lookups.customer_by_external_id(warehouse, principal, body.external_customer_id)
     meter_ids = list(dict.fromkeys(body.meter_ids))
     meters = [lookups.meter_by_id(warehouse, principal, meter_id, "meter_ids")
@@ -46,7 +47,7 @@ def get_meter_usage_analytics(
     for meter in meters:
         try:
             usage = meter_usage(warehouse, meter.info(), customer.external_id, start, end,
-                                window, customer.timezone, body.billing_anchor, kind)
+                                window, customer.timezone, anchor, kind)
         except UnsupportedAggregation as exc:
             raise bad_request(f"meter {meter.id!r}: {exc}", "aggregation_type") from None
         items.append(MeterUsageQueryResponse(

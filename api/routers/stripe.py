@@ -34,6 +34,9 @@ from api.encoding import ExactJSONResponse, unix
 from api.errors import ERROR_RESPONSES, bad_request
 from api.inputs import check_property_name, check_range, check_timezone, unix_seconds
 from api.schemas import (
+    MAX_GROUP_BY,
+    MAX_LIST_ITEMS,
+    MAX_PROPERTY_FILTERS,
     StripeMeterEventSummary,
     StripeMeterEventSummaryList,
     StripeMeterUsage,
@@ -157,6 +160,12 @@ def _strings(value: Any, label: str) -> list[str]:
     return items
 
 
+def _check_count(items: Any, limit: int, label: str) -> None:
+    if len(items) > limit:
+        raise bad_request(f"{label}: at most {limit} entries are allowed, got {len(items)}",
+                          label)
+
+
 def refreshed_at(warehouse: ReadOnlyWarehouse) -> int:
     """When the data was published (serving snapshots), else now."""
     if warehouse.is_duckdb and warehouse.source.startswith("snapshot-"):
@@ -172,7 +181,9 @@ def refreshed_at(warehouse: ReadOnlyWarehouse) -> int:
 
 def _meter_specs(params: Params) -> list[dict[str, Any]]:
     specs = []
-    for index, item in enumerate(_list(params.get("meters"), "meters")):
+    items = _list(params.get("meters"), "meters")
+    _check_count(items, MAX_LIST_ITEMS, "meters")
+    for index, item in enumerate(items):
         label = f"meters[{index}]"
         if not isinstance(item, dict):
             raise bad_request(f"{label} must be an object: {label}[meter]=...", label)
@@ -189,17 +200,20 @@ def _meter_specs(params: Params) -> list[dict[str, Any]]:
                               f"{label}[dimension_filters][key]=value",
                               f"{label}[dimension_filters]")
         filters = []
+        _check_count(filters_param, MAX_PROPERTY_FILTERS, f"{label}[dimension_filters]")
         for name, values in sorted(filters_param.items()):
             filter_label = f"{label}[dimension_filters][{name}]"
             check_property_name(name, filter_label)
             strings = _strings(values, filter_label)
             if not strings:
                 raise bad_request(f"{filter_label} needs a value", filter_label)
+            _check_count(strings, MAX_LIST_ITEMS, filter_label)
             filters.append((name, tuple(dict.fromkeys(strings))))
         keys_label = f"{label}[dimension_group_by_keys]"
         keys = []
-        for position, name in enumerate(_strings(item.get("dimension_group_by_keys"),
-                                                 keys_label)):
+        key_names = _strings(item.get("dimension_group_by_keys"), keys_label)
+        _check_count(key_names, MAX_GROUP_BY, keys_label)
+        for position, name in enumerate(key_names):
             check_property_name(name, f"{keys_label}[{position}]")
             if name not in keys:
                 keys.append(name)
