@@ -84,6 +84,24 @@ def test_the_api_answers_from_the_snapshot_while_a_build_holds_the_warehouse(war
                 assert usage_total(client) == (200, before)
 
 
+def test_the_api_keeps_answering_under_load_while_a_build_holds_the_warehouse(warehouse_copy):
+    """Loopback load (a real server, 8 concurrent clients) during a build: every answer is the
+    last complete data, none fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.api.server import running_server
+
+    publish_snapshot(warehouse_copy)
+    with running_server(["--warehouse", warehouse_copy.duckdb_path]) as http:
+        expected = http.post("/v1/meter-usage/analytics", headers=acme(), json=BODY).json()
+        with build_holding(warehouse_copy.duckdb_path), ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(
+                lambda _: http.post("/v1/meter-usage/analytics", headers=acme(), json=BODY),
+                range(120)))
+    assert [answer.status_code for answer in answers] == [200] * 120
+    assert all(answer.json() == expected for answer in answers)
+
+
 def test_without_a_snapshot_a_locked_warehouse_is_a_503(warehouse_copy):
     with TestClient(create_app(Settings(warehouse=warehouse_copy))) as client:
         assert usage_total(client)[0] == 200  # read directly, read-only, per request
