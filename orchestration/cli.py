@@ -23,9 +23,10 @@ def _add_warehouse_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--target",
-        choices=["duckdb", "postgres"],
+        choices=["duckdb", "postgres", "spark"],
         default=os.environ.get("MH_TARGET", "duckdb"),
-        help="warehouse target; postgres reads MH_PG_HOST/PORT/USER/PASSWORD/DATABASE",
+        help="warehouse target; postgres reads MH_PG_HOST/PORT/USER/PASSWORD/DATABASE, "
+        "spark MH_SPARK_WAREHOUSE/MH_SPARK_MASTER (local Spark in this process)",
     )
 
 
@@ -202,6 +203,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.serving import publish_if_stale
     from api.settings import Settings
 
+    if args.target == "spark":
+        raise SystemExit("error: the read API serves DuckDB or PostgreSQL; on Spark, read the "
+                         "marts with Spark SQL or a BI tool (README: Scale out on Spark)")
     settings = Settings.from_env(target=args.target, duckdb_path=args.warehouse)
     if args.serving_dir:
         settings = settings.model_copy(update={"serving_dir": args.serving_dir})
