@@ -113,38 +113,39 @@
 {%- endmacro %}
 
 {#-
-  floor(a / d) for a decimal(38, 0) a >= 0 and a positive integer d, exactly: a double
-  estimate, refined twice with the exact remainder (each step shrinks the error by 2^-52),
-  then corrected by one. Returns `(quotient, remainder)` SQL texts.
+  a / d for an integer-valued a (|a| < 10^38) and a positive integer d, exactly, as a
+  decimal(38, 0): `mode` 'floor' rounds down, 'half_up' rounds halves up. A double estimate
+  refined three times with the exact remainder (each step shrinks the error by about 2^-52),
+  then corrected by one; the steps run in one `aggregate` so the SQL does not repeat itself.
 -#}
-{% macro mh_spark_divmod(a, d) -%}
-    {%- set dd = 'cast(' ~ d ~ ' as decimal(38, 0))' -%}
-    {%- set ns = namespace(q='cast(0 as decimal(38, 0))', r='cast(' ~ a ~ ' as decimal(38, 0))') -%}
-    {%- for step in range(3) -%}
-        {%- set estimate = 'coalesce(try_cast(floor(try_divide(cast(' ~ ns.r ~ ' as double), cast('
-            ~ dd ~ ' as double))) as decimal(38, 0)), 0)' -%}
-        {%- set ns.q = '(' ~ ns.q ~ ' + ' ~ estimate ~ ')' -%}
-        {%- set ns.r = '(' ~ a ~ ' - ' ~ ns.q ~ ' * ' ~ dd ~ ')' -%}
-    {%- endfor -%}
-    {%- set q = '(' ~ ns.q ~ ' + case when ' ~ ns.r ~ ' < 0 then -1 when ' ~ ns.r ~ ' >= ' ~ dd
-        ~ ' then 1 else 0 end)' -%}
-    {{ return((q, '(' ~ a ~ ' - ' ~ q ~ ' * ' ~ dd ~ ')')) }}
+{% macro mh_spark_integer_divide(a, d, mode) -%}
+    {%- set estimate = 'coalesce(try_cast(try_divide(cast(s.r as double), cast(s.d as double))'
+        ~ ' as decimal(38, 0)), 0)' -%}
+    {%- set q = '(s.q + case when s.r < 0 then -1 when s.r >= s.d then 1 else 0 end)' -%}
+    {%- set r = '(s.r - case when s.r < 0 then -s.d when s.r >= s.d then s.d else 0 end)' -%}
+    aggregate(
+        array(1, 2, 3),
+        named_struct('q', cast(0 as decimal(38, 0)), 'r', cast({{ a }} as decimal(38, 0)),
+            'd', cast({{ d }} as decimal(38, 0))),
+        (s, step) -> named_struct('q', s.q + {{ estimate }}, 'r', s.r - {{ estimate }} * s.d,
+            'd', s.d),
+        s -> {% if mode == 'floor' %}{{ q }}{% else %}cast({{ q }} + case when 2 * {{ r }} >= s.d
+            then 1 else 0 end as decimal(38, 0)){% endif %}
+    )
 {%- endmacro %}
 
 {% macro spark__mh_round_quotient(numerator, denominator) -%}
     {%- set n = 'cast(' ~ numerator ~ ' as ' ~ mh_quantity_type() ~ ')' -%}
     {%- set units = 'abs(cast(' ~ mh_spark_trunc(n) ~ ' as decimal(38, 0)) * 1000000000000 + cast(('
         ~ n ~ ' - ' ~ mh_spark_trunc(n) ~ ') * 1000000000000 as decimal(38, 0)))' -%}
-    {%- set parts = mh_spark_divmod(units, denominator) -%}
     (case when {{ n }} < 0 then -1 else 1 end
-        * cast({{ parts[0] }} + case when 2 * {{ parts[1] }} >= cast({{ denominator }} as decimal(38, 0))
-            then 1 else 0 end as decimal(38, 0))
+        * {{ mh_spark_integer_divide(units, denominator, 'half_up') }}
         * cast(0.000000000001 as {{ mh_quantity_type() }}))
 {%- endmacro %}
 
 {% macro spark__mh_exact_integer(value) -%} cast({{ value }} as decimal(38, 0)) {%- endmacro %}
 
+{#- the estimate-and-correct division floors negative numerators too -#}
 {% macro spark__mh_floor_divide(n, d) -%}
-    (case when ({{ n }}) >= 0 then {{ mh_spark_divmod('(' ~ n ~ ')', d)[0] }}
-        else -{{ mh_spark_divmod('(-(' ~ n ~ ') + (' ~ d ~ ') - 1)', d)[0] }} end)
+    {{ mh_spark_integer_divide(n, d, 'floor') }}
 {%- endmacro %}
