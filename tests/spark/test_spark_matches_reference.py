@@ -41,12 +41,18 @@ ONE_BUILD = settings(
 
 @st.composite
 def all_tenants(draw) -> dict[str, list]:
-    return {
+    families = {
         "usage": [draw(usage_test.cases(i)) for i in range(200, 200 + draw(st.integers(6, 8)))],
         "cel": [cel_test.issue_case(), *(draw(cel_test.cases(i)) for i in range(1, 4))],
         "pricing": [pricing_test.design_examples(),
                     *(draw(pricing_test.cases(i)) for i in range(100, 105))],
     }
+    # each family numbers ingest_seq from its own base: keep them apart, order kept
+    for offset, cases in enumerate(families.values()):
+        for case in cases:
+            case.events = [dataclasses.replace(e, ingest_seq=offset * 10**9 + e.ingest_seq)
+                           for e in case.events]
+    return families
 
 
 def _check_cel(warehouse: Warehouse, cases: list) -> int:
