@@ -87,6 +87,11 @@ def spark_session(warehouse_dir: str | Path) -> Any:
         builder = builder.config(key, value)
     _session = builder.getOrCreate()
     _session.sparkContext.setLogLevel("ERROR")
+    # a stage whose generated Java passes 64 KB runs interpreted: say nothing about it
+    jvm = _session.sparkContext._jvm
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.sql.catalyst.expressions.codegen.CodeGenerator",
+        jvm.org.apache.logging.log4j.Level.OFF)
     return _session
 
 

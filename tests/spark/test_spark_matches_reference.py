@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from orchestration.build_state import plan_build, record_build
 from orchestration.defs.dbt.project import run_dbt
 from orchestration.warehouse import Warehouse
 from tests.dbt import test_cel_matches_reference as cel_test
@@ -85,6 +86,8 @@ def _check_pricing(warehouse: Warehouse, cases: list, everything: list) -> tuple
 def _batch_run(config, usage_cases: list) -> None:
     """New events after the build, as the orchestrator's batch run sees them: a correction
     (same event id, later ingest_seq, new value) and a new event, then `dbt build --vars`."""
+    with Warehouse(config) as warehouse:  # what the orchestrator records after a build
+        record_build(warehouse, plan_build(warehouse), datetime.now(UTC))
     case = next(c for c in usage_cases if c.events)
     built_through = max(e.ingest_seq for c in usage_cases for e in c.events)
     first = case.events[0]
