@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: venv demo test lint bench serve clean
+.PHONY: venv demo test lint bench soak serve browser clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,15 +23,25 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
+# Headless Chromium and its driver for the dashboard tests (Debian packages; needs root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+
 lint: $(STAMP)
-	$(BIN)/python -m ruff check models orchestration api tests
+	$(BIN)/python -m ruff check models orchestration api bench tests
 
 serve: $(STAMP)
 	$(BIN)/meterhouse serve
 
-# Benchmark (bench/README.md): `make bench ARGS="--events 1000000"`; default 10M events.
+# Benchmark (bench/README.md): `make bench ARGS="--events 1000000"`; default 10M events;
+# the same as `meterhouse bench ARGS`.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
+
+# Exactness under scale (orchestration/soak.py): `make soak ARGS="--events 1000000"`.
+soak: $(STAMP)
+	$(BIN)/meterhouse soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) warehouse dbt_project/target dbt_project/logs

@@ -3,21 +3,26 @@
 Flexprice-compatible routes (POST /v1/meter-usage/analytics, POST /v1/events/analytics,
 GET /v1/meters[/{id}]) and Stripe-compatible ones (GET /v1/billing/analytics/meter_usage,
 GET /v1/billing/meters/{id}/event_summaries), read-only over the serving tables.
-OpenAPI at /openapi.json, docs at /docs. Design: docs/ARCHITECTURE.md, "Read API".
+OpenAPI at /openapi.json, docs at /docs, the usage dashboard at /dashboard (api/dashboard/).
+Design: docs/ARCHITECTURE.md, "Read API".
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from api.db import database_error, make_reader
 from api.errors import error_response, install_error_handlers
 from api.routers import events, meter_usage, meters, stripe
 from api.settings import Settings
+
+DASHBOARD_DIR = Path(__file__).parent / "dashboard"
 
 DESCRIPTION = """
 Exact usage analytics over Meterhouse's serving tables, in the shapes of the Flexprice and
@@ -49,6 +54,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    # The usage dashboard: static files calling the endpoints above with the user's key.
+    @app.get("/dashboard", include_in_schema=False)
+    def dashboard(request: Request) -> RedirectResponse:
+        query = request.url.query
+        return RedirectResponse("/dashboard/" + (f"?{query}" if query else ""))
+
+    app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
     return app
 
 

@@ -2,7 +2,8 @@
 (`python -m bench.phase NAME SPEC RESULT`), so that its peak memory is its own and the engines
 never share a process; each returns a JSON-ready dict with its own timings.
 
-- generate: synthetic catalog and landing files (`orchestration.generate`);
+- generate: synthetic catalog and landing files (`orchestration.generate`), or a dataset of an
+  earlier run reused (`--data`), plus the benchmark's CEL meter (bench/workload.py);
 - ingest: landing files → raw_events in a fresh DuckDB warehouse (`orchestration.ingest`);
 - build: catalog tables, calendars, then `dbt build` of every model and test, in process —
   what `meterhouse run` does after ingest, without Dagster's own overhead;
@@ -10,13 +11,20 @@ never share a process; each returns a JSON-ready dict with its own timings.
   catalog (not timed against anyone: both sides start from the same raw event versions);
 - baseline: one engine's hand-written rollups (bench/baselines.py): a staging statement, then
   one query per window size; outputs are then copied to Parquet for the agreement check;
-- agreement: a baseline's outputs against fct_meter_usage (bench/agreement.py).
+- agreement: a baseline's outputs against fct_meter_usage (bench/agreement.py);
+- api_load: `meterhouse serve` in its own process, the query mix at a fixed offered rate
+  (bench/api_load.py);
+- incremental: 1% new events land (bench/increment.py, not timed), then `meterhouse run` — the
+  command a user runs — ingests and rebuilds, timed as a whole, start-up included.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,9 +49,14 @@ def _warehouse_config(spec: dict[str, Any]):
 
 
 def generate(spec: dict[str, Any]) -> dict[str, Any]:
+    from bench.workload import add_bench_meters, reuse_dataset
     from orchestration.generate import generate_dataset
 
     data_dir = Path(spec["data_dir"])
+    if spec.get("reuse_data"):
+        result = reuse_dataset(Path(spec["reuse_data"]), data_dir, spec)
+        result["bench_meters_added_to"] = add_bench_meters(Path(spec["catalog_dir"]))
+        return result
     if data_dir.exists():
         shutil.rmtree(data_dir)  # the generator overwrites files but never deletes old ones
     started = time.monotonic()
@@ -62,6 +75,7 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
         "tenant_environments": len(data.environments),
         "customers": spec["customers"],
         "summary": data.summary(),
+        "bench_meters_added_to": add_bench_meters(Path(spec["catalog_dir"])),
     }
 
 
@@ -241,6 +255,85 @@ def agreement(spec: dict[str, Any]) -> dict[str, Any]:
     return {**result.as_dict(), "seconds": time.monotonic() - started}
 
 
+def api_load(spec: dict[str, Any]) -> dict[str, Any]:
+    from datetime import datetime
+
+    from bench.api_load import measure
+
+    started = time.monotonic()
+    result = measure(
+        Path(spec["warehouse"]), Path(spec["catalog_dir"]),
+        Path(spec["data_dir"]) / "api_keys.txt", datetime.fromisoformat(spec["data_start"]),
+        spec["days"], spec["api_rate"], spec["api_seconds"],
+        Path(spec["logs_dir"]) / "api_server.log", seed=spec["seed"],
+    )
+    return {**result, "seconds": time.monotonic() - started}
+
+
+def incremental(spec: dict[str, Any]) -> dict[str, Any]:
+    """1% new events land (not timed), then `meterhouse run` ingests and rebuilds (timed)."""
+    from bench.increment import write_increment
+    from orchestration.defs.dbt.project import DBT_PROJECT_DIR
+
+    warehouse = Path(spec["warehouse"])
+    increment = write_increment(warehouse, Path(spec["landing_dir"]),
+                                fraction=spec["incremental_fraction"], seed=spec["seed"])
+    before = _raw_counts(warehouse)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")) if p)
+    command = [sys.executable, "-m", "orchestration.cli", "run", "--catalog",
+               spec["catalog_dir"], "--landing", spec["landing_dir"], "--warehouse",
+               str(warehouse), "--target", "duckdb"]
+    wall_started = time.time()
+    started = time.monotonic()
+    with open(Path(spec["logs_dir"]) / "incremental_meterhouse_run.log", "w") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                              check=False).returncode
+    seconds = time.monotonic() - started
+    after = _raw_counts(warehouse)
+    run_results = _newest(DBT_PROJECT_DIR / "target", "run_results.json", wall_started)
+    manifest = run_results.parent / "manifest.json" if run_results else None
+    return {
+        "seconds": seconds,
+        "command": "meterhouse run --catalog ... --landing ... --warehouse ...",
+        "exit_status": code,
+        "dbt_success": code == 0,
+        "increment": increment.as_dict(),
+        "raw_event_rows_before": before,
+        "raw_event_rows_after": after,
+        "new_raw_event_rows": after - before,
+        "events_per_second": increment.events / seconds if seconds else None,
+        "run_results": str(run_results) if run_results else None,
+        "incremental_models": _incremental_models(manifest),
+    }
+
+
+def _raw_counts(warehouse: Path) -> int:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute("select count(*) from main.raw_events").fetchone()[0]
+    finally:
+        con.close()
+
+
+def _newest(folder: Path, name: str, since: float) -> Path | None:
+    """The most recently written `name` under `folder`, if written after `since`."""
+    found = [p for p in folder.rglob(name) if p.stat().st_mtime >= since]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _incremental_models(manifest: Path | None) -> list[str] | None:
+    """The dbt models materialized `incremental` (None when the manifest is not found)."""
+    if manifest is None or not manifest.exists():
+        return None
+    nodes = json.loads(manifest.read_text()).get("nodes", {})
+    return sorted(n["name"] for n in nodes.values() if n.get("resource_type") == "model"
+                  and n.get("config", {}).get("materialized") == "incremental")
+
+
 def _engine_version(engine: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -250,13 +343,55 @@ def _engine_version(engine: str) -> str:
         return "?"
 
 
+# The issue's comparison: a CEL expression meter against a plain field meter on the same
+# events (both SUM over api_request, no filters).
+EXPRESSION_METER = "mtr_compute_units"
+FIELD_METER = "mtr_tokens"
+
+
+def expression_throughput(spec: dict[str, Any]) -> dict[str, Any]:
+    """(event × meter) pairs per second of int_meter_events, as dbt compiled it for the full
+    build, for the CEL meter and for the field meter: best of three runs each, reading the
+    built warehouse. The meter filter reaches the meters side of the pairing, so each run
+    reads every event and computes the quantity of that meter only."""
+    import duckdb
+
+    from orchestration.defs.dbt.project import target_path_for
+
+    config = _warehouse_config(spec)
+    compiled = (target_path_for(config) / "compiled" / "meterhouse" / "models"
+                / "intermediate" / "int_meter_events.sql").read_text()
+    query = (f"select count(*), count(quantity), count(quantity_error) from ({compiled}) "
+             "as meter_events where meter_id = ?")
+    result: dict[str, Any] = {}
+    with duckdb.connect(config.duckdb_path, read_only=True) as conn:
+        conn.execute("set memory_limit = ?",
+                     [os.environ.get("MH_DUCKDB_MEMORY_LIMIT", "4GB")])
+        for label, meter in (("expression", EXPRESSION_METER), ("field", FIELD_METER)):
+            best = float("inf")
+            for _ in range(3):
+                started = time.monotonic()
+                pairs, quantities, errors = conn.execute(query, [meter]).fetchone()
+                best = min(best, time.monotonic() - started)
+            result[label] = {"meter": meter, "pairs": pairs, "quantities": quantities,
+                             "errors": errors, "seconds": best,
+                             "pairs_per_second": pairs / best if best else None}
+    field_rate = result["field"]["pairs_per_second"] or 0
+    result["ratio"] = (result["expression"]["pairs_per_second"] / field_rate
+                       if field_rate else None)
+    return result
+
+
 PHASES = {
+    "expression": expression_throughput,
     "generate": generate,
     "ingest": ingest,
     "build": build,
     "export": export,
     "baseline": baseline,
     "agreement": agreement,
+    "api_load": api_load,
+    "incremental": incremental,
 }
 
 

@@ -17,11 +17,24 @@ from orchestration.defs.ingest.checks import (
 from orchestration.defs.serving.assets import serving_snapshot
 from orchestration.resources import MeterhouseResource
 
+# Written by the dbt asset once dbt succeeded (orchestration/build_state.py); read by the
+# next build to find what changed.
+build_meters = dg.AssetSpec(
+    "build_meters",
+    group_name="build",
+    description=(
+        "The meter definitions (hashes) the last completed build used; the next build "
+        "recomputes the history of every meter whose definition differs."
+    ),
+    kinds={"python"},
+)
+
 
 def build_definitions(meterhouse: MeterhouseResource | None = None) -> dg.Definitions:
     meterhouse = meterhouse or MeterhouseResource()
     return dg.Definitions(
-        assets=[catalog, raw_events, calendars, meterhouse_dbt_models, serving_snapshot],
+        assets=[catalog, raw_events, calendars, build_meters, meterhouse_dbt_models,
+                serving_snapshot],
         asset_checks=[
             ingest_counts_reconcile,
             every_event_accounted_for,

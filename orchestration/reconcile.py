@@ -52,3 +52,47 @@ def additive_totals_mismatches(warehouse: Warehouse) -> list[tuple]:
         having min(total) <> max(total) or count(*) <> 10
         """
     )
+
+
+def priced_totals_mismatches(warehouse: Warehouse) -> list[tuple]:
+    """Line items whose point costs, summed per window size, differ between window sizes or
+    from the items' charged costs (Σ over billing periods of total_cost − true_up_amount;
+    the true-up is charged at the period end, not in a point).
+
+    WEIGHTED_SUM line items are left out: their cumulative cost also moves between events,
+    so their points are not differences of one cost curve sampled at window edges.
+    """
+    points = warehouse.table("fct_priced_usage_points")
+    periods = warehouse.table("fct_priced_usage")
+    meters = warehouse.table("catalog_meters")
+    return warehouse.query(
+        f"""
+        with charged as (
+            select periods.tenant_id, periods.environment_id, periods.subscription_id,
+                   periods.price_id,
+                   sum(periods.total_cost - coalesce(periods.true_up_amount, 0)) as charged
+            from {periods} as periods
+            inner join {meters} as meters
+                on periods.tenant_id = meters.tenant_id
+                and periods.environment_id = meters.environment_id
+                and periods.meter_id = meters.meter_id
+            where meters.aggregation_type <> 'WEIGHTED_SUM'
+            group by 1, 2, 3, 4
+        ),
+        point_totals as (
+            select tenant_id, environment_id, subscription_id, price_id, window_size,
+                   sum(cost) as total
+            from {points}
+            group by 1, 2, 3, 4, 5
+        )
+        select charged.tenant_id, charged.environment_id, charged.subscription_id,
+               charged.price_id, point_totals.window_size, point_totals.total, charged.charged
+        from charged
+        inner join point_totals
+            on charged.tenant_id = point_totals.tenant_id
+            and charged.environment_id = point_totals.environment_id
+            and charged.subscription_id = point_totals.subscription_id
+            and charged.price_id = point_totals.price_id
+        where point_totals.total <> charged.charged
+        """
+    )

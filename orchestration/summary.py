@@ -57,5 +57,5 @@ def print_summary(warehouse: Warehouse, dataset: Any | None = None) -> None:
         print("\nLook at it:")
         print(f"  python -c \"import duckdb; print(duckdb.connect('{path}', read_only=True)"
               ".sql('from fct_meter_usage limit 10'))\"")
-        print("  .venv/bin/dagster dev            # Dagster UI on http://127.0.0.1:3000")
+        print(f"  MH_DUCKDB_PATH={path} .venv/bin/dagster dev    # Dagster UI, port 3000")
         print("  any SQL/BI tool: open the DuckDB file read-only")

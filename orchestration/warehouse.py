@@ -102,6 +102,9 @@ class Warehouse:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = duckdb.connect(str(path))
             self._conn.execute("set TimeZone = 'UTC'")
+            # as dbt's profile: beyond this DuckDB spills to disk instead of taking the machine
+            self._conn.execute("set memory_limit = ?",
+                               [os.environ.get("MH_DUCKDB_MEMORY_LIMIT", "4GB")])
         elif self.config.target == "postgres":
             import psycopg2
 

@@ -12,3 +12,15 @@
     {{ return(adapter.dispatch('mh_timestamptz', 'meterhouse')()) }}
 {%- endmacro %}
 {% macro default__mh_timestamptz() -%} timestamptz {%- endmacro %}
+
+{#-
+  `as not materialized` for a CTE that several later CTEs read: each reader then streams
+  it with its own filters instead of the engine storing all of it first (DuckDB materializes
+  such CTEs by default; on fct_meter_usage's window fan-out that took GBs).
+-#}
+{% macro mh_not_materialized() -%}
+    {{ return(adapter.dispatch('mh_not_materialized', 'meterhouse')()) }}
+{%- endmacro %}
+{% macro default__mh_not_materialized() -%} {%- endmacro %}
+{% macro duckdb__mh_not_materialized() -%} not materialized {%- endmacro %}
+{% macro postgres__mh_not_materialized() -%} not materialized {%- endmacro %}

@@ -1,6 +1,7 @@
 """The whole benchmark on a tiny workload (2,000 events): every phase runs in its child
-process, both baselines agree with fct_meter_usage row by row, the results JSON and the table
-say what was and was not measured — and the agreement check does catch a wrong answer.
+process, both baselines agree with fct_meter_usage row by row, the read API answers the query
+mix without an error, the incremental run stores every new event and its tables still agree
+with a baseline over all events — and the agreement check does catch a wrong answer.
 
 No timing is asserted anywhere: timings are measured by `make bench`, never tested.
 """
@@ -29,7 +30,8 @@ HAS_CHDB = importlib.util.find_spec("chdb") is not None
 def bench_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("bench")
     code = main(["--events", "2000", "--days", "2", "--customers", "12", "--tenants", "1",
-                 "--out", str(root / "work"), "--results", str(root / "results"), "--keep"])
+                 "--out", str(root / "work"), "--results", str(root / "results"), "--keep",
+                 "--api-rate", "20", "--api-seconds", "1"])
     report = json.loads((root / "results" / "latest.json").read_text())
     return {"code": code, "report": report, "root": root}
 
@@ -48,10 +50,54 @@ def test_every_phase_runs_and_the_run_is_valid(bench_run: dict) -> None:
     assert len(stamped) == 1
 
 
-def test_unbuilt_measurements_are_reported_as_not_measured(bench_run: dict) -> None:
-    not_measured = bench_run["report"]["not_measured"]
-    assert "not measured yet (issue 6" in not_measured["incremental"]
-    assert "not measured yet (issue 5" in not_measured["api_load"]
+def test_the_read_api_answers_the_mix_without_errors(bench_run: dict) -> None:
+    api = bench_run["report"]["phases"]["api_load"]
+    assert api["ok"] and api["server_alive_after_load"]
+    assert api["errors"] == 0 and api["requests"] > 0
+    assert set(api["by_kind"]) == {"usage_30d_day", "usage_1d_hour", "events_group_by"}
+    assert api["one_at_a_time"]["errors"] == 0 and api["one_at_a_time"]["requests"] > 0
+    assert any(t["target"].startswith("read API") for t in bench_run["report"]["results"][
+        "targets"])
+
+
+def test_the_incremental_run_stores_every_new_event_and_still_agrees(bench_run: dict) -> None:
+    report = bench_run["report"]
+    incremental = report["phases"]["incremental"]
+    assert incremental["ok"] and incremental["exit_status"] == 0
+    increment = incremental["increment"]
+    versions = report["phases"]["build"]["raw_event_rows"]  # distinct events + corrections
+    assert 0.0095 * versions <= increment["events"] <= 0.01 * versions + 1
+    assert increment["late_events"] == increment["events"] // 2
+    assert incremental["new_raw_event_rows"] == increment["events"]
+    assert incremental["incremental_models"] is not None  # read from dbt's manifest
+    after = report["after_incremental"]["agreement_duckdb"]
+    assert after["agrees"], after
+    assert after["rows_ours"] > report["agreement"]["duckdb"]["rows_ours"]
+    assert report["results"]["incremental_agrees"] is True
+    assert "incremental_share_of_full_build" in report["results"]
+
+
+def test_the_workload_has_a_cel_meter_the_baselines_leave_out(bench_run: dict) -> None:
+    report = bench_run["report"]
+    assert report["phases"]["generate"]["bench_meters_added_to"]
+    skipped = {(m[2], m[3]) for m in report["phases"]["export"]["skipped_meters"]}
+    assert ("mtr_compute_units", "CEL expression is not in the baselines") in skipped
+    con = duckdb.connect(str(bench_run["root"] / "work" / "warehouse.duckdb"), read_only=True)
+    try:
+        rows = con.execute("select count(*) from fct_meter_usage "
+                           "where meter_id = 'mtr_compute_units'").fetchone()[0]
+    finally:
+        con.close()
+    assert rows > 0
+
+
+def test_meterhouse_bench_is_the_benchmark(capsys: pytest.CaptureFixture) -> None:
+    from orchestration.cli import main as meterhouse
+
+    with pytest.raises(SystemExit) as exit_info:
+        meterhouse(["bench", "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: meterhouse bench" in capsys.readouterr().out
 
 
 def test_duckdb_baseline_agrees_with_our_tables(bench_run: dict) -> None:
@@ -79,7 +125,8 @@ def test_the_agreement_check_catches_a_wrong_answer(bench_run: dict, tmp_path: P
     work = bench_run["root"] / "work"
     plan = plan_from_catalog(load_catalog_dir(work / "data" / "catalog"))
     tampered = tmp_path / "out"
-    shutil.copytree(work / "baseline" / "out_duckdb", tampered)
+    # the warehouse now holds the incremental run too: tamper with the baseline of all events
+    shutil.copytree(work / "baseline_after_incremental" / "out_duckdb", tampered)
     hour = tampered / "HOUR.parquet"
     # the first valued row one unit off, the second missing
     duckdb.sql(f"""
@@ -102,3 +149,13 @@ def test_the_agreement_check_catches_a_wrong_answer(bench_run: dict, tmp_path: P
     assert result.value_mismatches == 1
     assert result.only_ours == 1 and result.only_baseline == 0
     assert "DISAGREES" in result.summary()
+
+
+def test_the_expression_meter_is_measured_next_to_a_field_meter(bench_run: dict) -> None:
+    expression = bench_run["report"]["phases"]["expression"]
+    assert expression["ok"], expression.get("error")
+    # both meters pair with the same api_request events
+    assert expression["expression"]["pairs"] == expression["field"]["pairs"] > 0
+    assert expression["expression"]["quantities"] > 0 and expression["ratio"] > 0
+    assert any(t["target"].startswith("CEL expression meter")
+               for t in bench_run["report"]["results"]["targets"])

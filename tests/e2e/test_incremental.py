@@ -95,12 +95,15 @@ def _dbt_in_a_process(args: list[str], config) -> None:
 
 
 def _change_meters(catalog_dir: Path, step: int) -> None:
-    """Step 1: narrow a meter's filter (its history is recomputed). Step 2: add a meter."""
+    """Step 1: narrow a meter's filter (its history is recomputed). Step 2: add a meter
+    (its history is backfilled). Step 3: remove it again (its rows go)."""
     path = catalog_dir / "acme_production.yaml"
     catalog = yaml.safe_load(path.read_text())
     if step == 1:
         meter = next(m for m in catalog["meters"] if m["id"] == "mtr_api_calls")
         meter["filters"] = [{"key": "method", "values": ["GET"]}]
+    elif step == 3:
+        catalog["meters"] = [m for m in catalog["meters"] if m["id"] != "mtr_put_calls"]
     else:
         catalog["meters"].append({
             "id": "mtr_put_calls", "name": "PUT calls", "event_name": "api_request",
@@ -131,7 +134,7 @@ def _incremental_history_equals_full_build(config, tmp_path, monkeypatch):
             for tenant_env in sorted({where for where, _ in sent}):
                 _late_file(landing.joinpath(*tenant_env, "late", f"batch-{index}.jsonl"), rng,
                            [event for where, event in sent if where == tenant_env], now)
-        if index in (1, 2):
+        if index in (1, 2, 3):
             _change_meters(data.catalog_dir, index)
         if index == 3:
             # A build that dies after the first models committed: dbt runs the batch for

@@ -72,6 +72,5 @@ def test_pipeline_twice_on_postgres(pg_config, tmp_path, monkeypatch):
 
 def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(["catalog", "validate", str(tmp_path / "missing")]) != 0
-    with pytest.raises(SystemExit) as exc:
-        main(["run", "--catalog", str(tmp_path / "nope"), "--landing", str(tmp_path)])
-    assert "catalog folder" in str(exc.value)
+    assert main(["run", "--catalog", str(tmp_path / "nope"), "--landing", str(tmp_path)]) == 3
+    assert "catalog folder" in capsys.readouterr().err

@@ -31,3 +31,38 @@ def test_job_schedule_sensor_and_checks_exist():
     checks = {key.name for key in repo.asset_graph.asset_check_keys}
     assert {"ingest_counts_reconcile", "every_event_accounted_for",
             "additive_totals_agree_across_windows"} <= checks
+
+
+def test_every_asset_is_grouped_and_described():
+    graph = defs.get_repository_def().asset_graph
+    groups = set()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert (node.description or "").strip(), f"{key.to_user_string()}: no description"
+        assert node.group_name and node.group_name != "default", key.to_user_string()
+        groups.add(node.group_name)
+    assert groups == {"build", "catalog", "ingest", "staging", "intermediate", "marts",
+                      "serving"}
+
+
+def test_every_check_schedule_sensor_and_job_is_described():
+    repo = defs.get_repository_def()
+    graph = repo.asset_graph
+    for check in graph.asset_check_keys:
+        assert (graph.get_check_spec(check).description or "").strip(), check.name
+    for definition in (*repo.schedule_defs, *repo.sensor_defs, repo.get_job("build_everything")):
+        assert (definition.description or "").strip(), definition.name
+
+
+def test_dbt_test_descriptions_say_what_is_checked():
+    from orchestration.defs.dbt.assets import describe_dbt_test
+
+    grain = {"test_metadata": {"name": "mh_unique_combination",
+                               "kwargs": {"columns": ["tenant_id", "meter_id"]}}}
+    assert describe_dbt_test(grain) == "dbt test: one row per (tenant_id, meter_id), the grain."
+    assert describe_dbt_test({"column_name": "cost", "test_metadata": {"name": "not_null"}}) == (
+        "dbt test: cost is never null.")
+    expression = {"test_metadata": {"name": "mh_expression_is_true",
+                                    "kwargs": {"expression": "a < b"}}}
+    assert describe_dbt_test(expression) == "dbt test: every row satisfies `a < b`."
+    assert describe_dbt_test({"description": "Custom words.", **expression}) == "Custom words."

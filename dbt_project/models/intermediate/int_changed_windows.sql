@@ -50,12 +50,7 @@ final as (
         calendar.bucket_end as window_end
     from minutes_with_calendar as minutes
     inner join calendar
-        on calendar.timezone = minutes.timezone
-        and calendar.hour_start = minutes.hour_start
-        and calendar.anchor_key
-            = case when calendar.window_size = 'MONTH' then minutes.month_anchor_key else '' end
-        and minutes.minute_start >= calendar.bucket_start
-        and minutes.minute_start < calendar.bucket_end
+        on {{ mh_minute_in_bucket('minutes', 'calendar') }}
 )
 
 select * from final

@@ -34,7 +34,7 @@ with changed_spans as (
     group by tenant_id, environment_id, external_customer_id
 ),
 
-minutely as (
+minutely as {{ mh_not_materialized() }} (
     select minutely.*
     from {{ ref('fct_meter_usage_minutely') }} as minutely
     where exists (
@@ -49,12 +49,12 @@ minutely as (
         or (minutely.aggregation_type = 'WEIGHTED_SUM' and {{ mh_changed('customer', 'minutely') }})
 ),
 {%- else %}
-with minutely as (
+with minutely as {{ mh_not_materialized() }} (
     select * from {{ ref('fct_meter_usage_minutely') }}
 ),
 {%- endif %}
 
-distinct_values as (
+distinct_values as {{ mh_not_materialized() }} (
     select * from {{ ref('fct_meter_distinct_values_minutely') }}
 ),
 
@@ -74,7 +74,7 @@ billing_periods as (
     select * from {{ ref('stg_customer_billing_periods') }}
 ),
 
-minutes_with_calendar as (
+minutes_with_calendar as {{ mh_not_materialized() }} (
     select
         minutely.*,
         meters.bucket_size,
@@ -93,20 +93,40 @@ minutes_with_calendar as (
         and minutely.external_customer_id = customer_calendars.external_customer_id
 ),
 
+{#-
+  The buckets of every window size that hold each (calendar, minute) with usage: the range
+  join to the calendar runs once per distinct minute of a timezone and anchor, not once per
+  (meter, customer, group) row; the rows then find their buckets by equality.
+-#}
+calendar_minutes as (
+    select distinct timezone, month_anchor_key, hour_start, minute_start
+    from minutes_with_calendar
+),
+
+minute_buckets as (
+    select
+        minutes.timezone,
+        minutes.month_anchor_key,
+        minutes.minute_start,
+        calendar.window_size,
+        calendar.bucket_start,
+        calendar.bucket_end
+    from calendar_minutes as minutes
+    inner join calendar
+        on {{ mh_minute_in_bucket('minutes', 'calendar') }}
+),
+
 {#- MAX with bucket_size: the meter's own bucket of each minute, in the customer's calendar. -#}
-minutes_in_meter_buckets as (
+minutes_in_meter_buckets as {{ mh_not_materialized() }} (
     select
         minutes.*,
-        calendar.bucket_start as meter_bucket_start
+        buckets.bucket_start as meter_bucket_start
     from minutes_with_calendar as minutes
-    inner join calendar
-        on calendar.timezone = minutes.timezone
-        and calendar.hour_start = minutes.hour_start
-        and calendar.window_size = minutes.bucket_size
-        and calendar.anchor_key
-            = case when minutes.bucket_size = 'MONTH' then minutes.month_anchor_key else '' end
-        and minutes.minute_start >= calendar.bucket_start
-        and minutes.minute_start < calendar.bucket_end
+    inner join minute_buckets as buckets
+        on buckets.timezone = minutes.timezone
+        and buckets.month_anchor_key = minutes.month_anchor_key
+        and buckets.minute_start = minutes.minute_start
+        and buckets.window_size = minutes.bucket_size
     where minutes.bucket_size is not null
 
     union all
@@ -118,7 +138,7 @@ minutes_in_meter_buckets as (
     where minutes.bucket_size is null
 ),
 
-minutes_in_all_windows as (
+minutes_in_all_windows as {{ mh_not_materialized() }} (
     select
         minutes.*,
         'MINUTE' as window_size,
@@ -130,20 +150,17 @@ minutes_in_all_windows as (
 
     select
         minutes.*,
-        calendar.window_size,
-        calendar.bucket_start as window_start,
-        calendar.bucket_end as window_end
+        buckets.window_size,
+        buckets.bucket_start as window_start,
+        buckets.bucket_end as window_end
     from minutes_in_meter_buckets as minutes
-    inner join calendar
-        on calendar.timezone = minutes.timezone
-        and calendar.hour_start = minutes.hour_start
-        and calendar.anchor_key
-            = case when calendar.window_size = 'MONTH' then minutes.month_anchor_key else '' end
-        and minutes.minute_start >= calendar.bucket_start
-        and minutes.minute_start < calendar.bucket_end
+    inner join minute_buckets as buckets
+        on buckets.timezone = minutes.timezone
+        and buckets.month_anchor_key = minutes.month_anchor_key
+        and buckets.minute_start = minutes.minute_start
 ),
 
-minutes_in_windows as (
+minutes_in_windows as {{ mh_not_materialized() }} (
     select * from minutes_in_all_windows as minutes
     {%- if mh_incremental_batch() %}
     where {{ mh_changed('window', 'minutes') }}

@@ -26,6 +26,36 @@ class MeterhouseDbtTranslator(DagsterDbtTranslator):
         path = dbt_resource_props.get("path", "")
         return path.split("/")[0] if "/" in path else "dbt"
 
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        test = manifest.get("nodes", {}).get(unique_id)
+        if spec is None or test is None or (spec.description or "").strip():
+            return spec
+        return spec._replace(description=describe_dbt_test(test))
+
+
+def describe_dbt_test(test: Mapping[str, Any]) -> str:
+    """What a dbt data test checks, in words, for the asset check's description in Dagster."""
+    if (test.get("description") or "").strip():
+        return test["description"].strip()
+    metadata = test.get("test_metadata") or {}
+    kwargs = metadata.get("kwargs") or {}
+    column = test.get("column_name") or kwargs.get("column_name")
+    name = metadata.get("name")
+    if name == "not_null":
+        return f"dbt test: {column} is never null."
+    if name == "unique":
+        return f"dbt test: {column} is unique."
+    if name == "mh_unique_combination":
+        return f"dbt test: one row per ({', '.join(kwargs.get('columns', []))}), the grain."
+    if name == "mh_expression_is_true":
+        return f"dbt test: every row satisfies `{kwargs.get('expression', '').strip()}`."
+    if name == "accepted_values":
+        return f"dbt test: {column} is one of {', '.join(map(str, kwargs.get('values', [])))}."
+    if name == "relationships":
+        return f"dbt test: every {column} exists in {kwargs.get('to', '?')}.{kwargs.get('field')}."
+    return f"dbt test {test.get('name', '?')}."
+
 
 def dbt_resource(meterhouse: MeterhouseResource | None = None) -> DbtCliResource:
     return DbtCliResource(

@@ -31,7 +31,8 @@ def raw_events(context: dg.AssetExecutionContext, meterhouse: MeterhouseResource
     reports: list[IngestReport] = []
     with meterhouse.warehouse() as warehouse:
         if meterhouse.landing_dir:
-            reports.append(ingest_landing(warehouse, meterhouse.landing_path))
+            reports.append(ingest_landing(warehouse, meterhouse.landing_path,
+                                          progress=context.log.info))
         if meterhouse.events_table:
             reports.append(ingest_table(warehouse, meterhouse.events_table))
     report = IngestReport(
