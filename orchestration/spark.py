@@ -160,7 +160,7 @@ class SparkTables:
         return data.to_pylist()
 
     def table_exists(self, name: str, schema: str | None = None) -> bool:
-        return bool(self.session.catalog.tableExists(name, schema or self.schema))
+        return bool(self.session.catalog.tableExists(f"`{schema or self.schema}`.`{name}`"))
 
     def columns(self, name: str, schema: str | None = None) -> list[tuple[str, str]]:
         """(column name, Spark type) of a table in order; [] when it does not exist."""
