@@ -103,7 +103,11 @@ def _build_in_this_process(
     run = run_dbt(["build", *args], meterhouse.warehouse_config())
     statuses = {unique_id.split(".")[2]: status for unique_id, status, _ in run.results
                 if unique_id.startswith("test.")}
-    for key in context.selected_asset_keys:
+    # in dbt's order of execution, which is topological, as Dagster wants them
+    built = [dg.AssetKey(unique_id.split(".")[2]) for unique_id, _, _ in run.results
+             if unique_id.startswith(("model.", "seed.", "snapshot."))]
+    selected = context.selected_asset_keys
+    for key in [k for k in built if k in selected] + [k for k in selected if k not in built]:
         yield dg.MaterializeResult(asset_key=key)
     for check in context.selected_asset_check_keys:
         yield dg.AssetCheckResult(asset_key=check.asset_key, check_name=check.name,
