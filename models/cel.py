@@ -641,7 +641,7 @@ def expression_problem(text: str) -> CelError | None:
 
 
 # -- SQL ------------------------------------------------------------------------------------------
-DIALECTS = ("duckdb", "postgres")
+DIALECTS = ("duckdb", "postgres", "spark")
 
 
 @dataclass(frozen=True)
@@ -953,7 +953,77 @@ class PostgresDialect(Dialect):
         return f"(case when abs({rounded}) < 1e26 then cast({rounded} as {self.quantity}) end)"
 
 
-_DIALECTS: dict[str, Dialect] = {"duckdb": DuckDBDialect(), "postgres": PostgresDialect()}
+class SparkDialect(DuckDBDialect):
+    """Spark computes doubles the IEEE way like DuckDB, but raises (ANSI mode) on a division
+    by zero and on casts of bad text, and its floor/ceil return bigint: guard those."""
+
+    name = "spark"
+    largest = "1.7976931348623157E308"
+
+    def finite(self, value: str) -> str:
+        return f"(abs({value}) <= {self.largest})"
+
+    def input_value(self, kind: str, text: str) -> str:
+        number = f"try_cast(trim({text}) as {self.double})"
+        usable = f"({kind} = 'number' or ({kind} = 'string' and "
+        usable += f"{self.matches(f'trim({text})', NUMERIC_TEXT_SQL)}))"
+        return (
+            f"(case when {kind} is null then cast(0 as {self.double}) "
+            f"when {usable} and {self.finite(number)} then {number} end)"
+        )
+
+    def matches(self, text: str, pattern: str) -> str:
+        return f"({text} rlike '{pattern}')"
+
+    def beyond_double(self, text: str) -> str:
+        return f"not coalesce({self.finite(f'try_cast(trim({text}) as {self.double})')}, false)"
+
+    def integral(self, function: str, a: str) -> str:
+        """floor/ceil/trunc as a double (doubles of 2**52 and more are integers already)."""
+        whole = {"floor": f"floor({a})", "ceil": f"ceil({a})",
+                 "trunc": f"(case when {a} < 0 then ceil({a}) else floor({a}) end)"}[function]
+        return f"(case when abs({a}) >= 4503599627370496 then {a} else cast({whole} as double) end)"
+
+    def round(self, a: str) -> str:
+        trunc = self.integral("trunc", a)
+        return (
+            f"({trunc} + case when abs({a} - {trunc}) >= 0.5 "
+            f"then cast(sign({a}) as {self.double}) else 0 end)"
+        )
+
+    def arithmetic(
+        self, op: str, a: str, b: str, constants: tuple = (None, None)
+    ) -> tuple[str, str]:
+        if op == "/":
+            result = f"try_divide({a}, {b})"
+            beyond = _sql_string("'/' is beyond the range of a double")
+            return (
+                f"(case when {b} <> 0 and {self.finite(result)} then {result} end)",
+                f"(case when {b} = 0 then 'division by zero' when not {self.finite(result)} "
+                f"then {beyond} end)",
+            )
+        result = f"({a} {op} {b})"
+        return (
+            f"(case when {self.finite(result)} then {result} end)",
+            _error_case(f"not {self.finite(result)}", f"'{op}' is beyond the range of a double"),
+        )
+
+    def power(self, a: str, b: str, constant_base: float | None) -> tuple[str, str]:
+        result = f"pow({a}, {b})"
+        return (
+            f"(case when {self.finite(result)} then {result} end)",
+            _error_case(f"not coalesce({self.finite(result)}, false)",
+                        "pow() has no finite real result"),
+        )
+
+    def to_quantity(self, value: str) -> str:
+        # Java's text of the double, rounded half up (away from zero) to 12 places
+        return f"try_cast(cast({value} as string) as {self.quantity})"
+
+
+_DIALECTS: dict[str, Dialect] = {
+    "duckdb": DuckDBDialect(), "postgres": PostgresDialect(), "spark": SparkDialect(),
+}
 
 
 def dialect(name: str) -> Dialect:
@@ -1067,6 +1137,8 @@ def _node_sql(
         return value, _coalesce(*errors, own)
     assert isinstance(node, Call)
     name = node.name
+    if name in ("ceil", "floor") and isinstance(sql, SparkDialect):
+        return sql.integral(name, values[0]), errors[0]
     if name in ("abs", "ceil", "floor"):
         return f"{name}({values[0]})", errors[0]
     if name == "round":

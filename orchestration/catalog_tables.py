@@ -277,6 +277,7 @@ CATALOG_TABLES: tuple[CatalogTable, ...] = (
         (*ENVIRONMENT_KEY, _key("meter_id"), _key("name"), _key("event_name"),
          _key("aggregation_type"), _text("aggregation_field"), _text("aggregation_expression"),
          _text("expression_sql_duckdb"), _text("expression_sql_postgres"),
+         _text("expression_sql_spark"),
          _decimal("multiplier"), _text("bucket_size"), _text("group_by"), _key("reset_usage"),
          _key("status"), _key("definition_json"), _key("definition_hash")),
         meter_rows,
@@ -382,13 +383,7 @@ def catalog_arrow_tables(catalog: Catalog, loaded_at: datetime) -> dict[str, pa.
 
 # -- the warehouse --------------------------------------------------------------------------------
 def _existing_columns(warehouse: Warehouse, name: str) -> list[str]:
-    ph = warehouse.ph
-    rows = warehouse.query(
-        "select column_name from information_schema.columns "
-        f"where table_schema = {ph} and table_name = {ph} order by ordinal_position",
-        [warehouse.schema, name],
-    )
-    return [row[0] for row in rows]
+    return [column for column, _ in warehouse.columns(name)]
 
 
 def _ensure_table_shape(warehouse: Warehouse, table: CatalogTable) -> None:
@@ -396,7 +391,7 @@ def _ensure_table_shape(warehouse: Warehouse, table: CatalogTable) -> None:
     existing = _existing_columns(warehouse, table.name)
     if existing and existing != table.column_names:
         # on Postgres, views built on the old shape go too; the next dbt run rebuilds them
-        cascade = "" if warehouse.is_duckdb else " cascade"
+        cascade = " cascade" if warehouse.is_postgres else ""
         warehouse.execute(f"drop table {warehouse.table(table.name)}{cascade}")
 
 

@@ -76,10 +76,11 @@ def _add_warehouse_args(parser: argparse.ArgumentParser) -> None:
         help="DuckDB file of the embedded warehouse (default: %(default)s; env MH_DUCKDB_PATH)",
     )
     parser.add_argument(
-        "--target", choices=["duckdb", "postgres"],
+        "--target", choices=["duckdb", "postgres", "spark"],
         default=os.environ.get("MH_TARGET", "duckdb"),
         help="warehouse target (default: %(default)s; env MH_TARGET); postgres reads "
-             "MH_PG_HOST/PORT/USER/PASSWORD/DATABASE",
+             "MH_PG_HOST/PORT/USER/PASSWORD/DATABASE, spark MH_SPARK_WAREHOUSE and "
+             "MH_SPARK_MASTER (local Spark in this process; run only)",
     )
 
 
@@ -554,6 +555,7 @@ def cmd_query(args: argparse.Namespace, terminal: Terminal) -> int:
     request = QueryRequest(customer=args.customer, meters=meters, start=args.start, end=args.end,
                            window=args.window, timezone=args.timezone, tenant=args.tenant,
                            environment=args.environment)
+    _refuse_spark(args, "meterhouse query")
     config = WarehouseConfig.from_env(target=args.target, duckdb_path=args.warehouse)
     with open_warehouse(config) as warehouse:
         result = run_query(warehouse, request)
@@ -567,6 +569,13 @@ def cmd_query(args: argparse.Namespace, terminal: Terminal) -> int:
     return EXIT_OK
 
 
+def _refuse_spark(args: argparse.Namespace, what: str) -> None:
+    if args.target == "spark":
+        raise CliError(f"{what} reads DuckDB or PostgreSQL, not Spark",
+                       "read the Spark marts with Spark SQL or a BI tool "
+                       "(README: Scale out on Spark)")
+
+
 def cmd_serve(args: argparse.Namespace, terminal: Terminal) -> int:
     """Run the read API with uvicorn until interrupted."""
     import uvicorn
@@ -575,6 +584,7 @@ def cmd_serve(args: argparse.Namespace, terminal: Terminal) -> int:
     from api.serving import publish_if_stale
     from api.settings import Settings
 
+    _refuse_spark(args, "the read API")
     settings = Settings.from_env(target=args.target, duckdb_path=args.warehouse)
     if args.serving_dir:
         settings = settings.model_copy(update={"serving_dir": args.serving_dir})

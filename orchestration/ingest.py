@@ -265,7 +265,7 @@ def ensure_raw_tables(warehouse: Warehouse) -> None:
     """Create the raw tables when missing (portable DDL: varchar, bigint, timestamptz)."""
     for name, ddl in RAW_TABLES.items():
         warehouse.execute(f"create table if not exists {warehouse.table(name)} ({ddl})")
-    if not warehouse.is_duckdb:
+    if warehouse.is_postgres:
         # The dedup lookup reads the latest version of a batch's ids; on DuckDB a zone-map
         # scan is fast and an index would slow every append.
         warehouse.execute(
@@ -352,7 +352,7 @@ def ingest_table(
 def _lock_raw_tables(warehouse: Warehouse) -> None:
     """One ingest at a time on Postgres (ingest_seq continues from the max); readers go on.
     DuckDB allows a single writer process anyway."""
-    if not warehouse.is_duckdb:
+    if warehouse.is_postgres:
         warehouse.execute(f"lock table {warehouse.table(RAW_INGESTED_FILES)} in exclusive mode")
 
 
@@ -1358,11 +1358,7 @@ def _read_source_table(
     without offset (so they are rejected like naive text), JSON as its text."""
     parts = source_table.split(".")
     schema, name = (parts[0], parts[1]) if len(parts) == 2 else (warehouse.schema, parts[0])
-    types = dict(warehouse.query(
-        "select column_name, data_type from information_schema.columns "
-        f"where table_schema = {warehouse.ph} and table_name = {warehouse.ph}",
-        [schema, name],
-    ))  # fmt: skip
+    types = dict(warehouse.columns(name, schema))
     if not types:
         raise ValueError(f"source table {source_table} not found")
     select = []
@@ -1371,7 +1367,9 @@ def _read_source_table(
             continue
         data_type = types[column].lower()
         q = f'"{column}"'
-        if warehouse.is_duckdb:
+        if warehouse.is_spark:
+            expr = f"cast({q} as string)" if data_type not in ("timestamp", "string") else q
+        elif warehouse.is_duckdb:
             expr = f"{q}::varchar" if data_type == "json" else q
         elif data_type == "timestamp with time zone":
             expr = f"""to_char({q} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""

@@ -172,14 +172,9 @@ def write_subscription_periods(
 
 def _drop_if_shape_changed(warehouse: Warehouse) -> None:
     """A table written by an older version with other columns is dropped and recreated."""
-    ph = warehouse.ph
-    existing = [row[0] for row in warehouse.query(
-        "select column_name from information_schema.columns "
-        f"where table_schema = {ph} and table_name = {ph} order by ordinal_position",
-        [warehouse.schema, SUBSCRIPTION_PERIODS_TABLE],
-    )]
+    existing = [column for column, _ in warehouse.columns(SUBSCRIPTION_PERIODS_TABLE)]
     if existing and existing != [name for name, _, _ in SUBSCRIPTION_PERIODS_COLUMNS]:
-        cascade = "" if warehouse.is_duckdb else " cascade"
+        cascade = " cascade" if warehouse.is_postgres else ""
         warehouse.execute(f"drop table {warehouse.table(SUBSCRIPTION_PERIODS_TABLE)}{cascade}")
 
 

@@ -1,4 +1,4 @@
-"""Connections to the warehouse: an embedded DuckDB file or a PostgreSQL server.
+"""Connections to the warehouse: an embedded DuckDB file, a PostgreSQL server or Spark.
 
 Everything Python writes into the warehouse (raw events, rejects, catalog tables, calendars)
 goes through `Warehouse`, so that ingest and catalog code never care which engine is behind.
@@ -18,14 +18,18 @@ from typing import Any
 import pyarrow as pa
 
 DEFAULT_DUCKDB_PATH = "warehouse/meterhouse.duckdb"
+DEFAULT_SPARK_WAREHOUSE = "warehouse/spark"
+TARGETS = ("duckdb", "postgres", "spark")
 
 
 @dataclass(frozen=True)
 class WarehouseConfig:
-    """Where the warehouse is. `target` is the dbt target name: duckdb or postgres."""
+    """Where the warehouse is. `target` is the dbt target name: duckdb, postgres or spark."""
 
     target: str = "duckdb"
     duckdb_path: str = DEFAULT_DUCKDB_PATH
+    # Spark (orchestration/spark.py): the folder of its tables and metastore
+    spark_warehouse: str = DEFAULT_SPARK_WAREHOUSE
     pg_host: str = "127.0.0.1"
     pg_port: int = 5432
     pg_user: str = "postgres"
@@ -51,6 +55,7 @@ class WarehouseConfig:
             pg_password=env.get("MH_PG_PASSWORD", ""),
             pg_database=env.get("MH_PG_DATABASE", "meterhouse"),
             schema=env.get("MH_SCHEMA", ""),
+            spark_warehouse=env.get("MH_SPARK_WAREHOUSE", DEFAULT_SPARK_WAREHOUSE),
         )
 
     def dbt_env(self) -> dict[str, str]:
@@ -63,6 +68,7 @@ class WarehouseConfig:
             "MH_PG_PASSWORD": self.pg_password,
             "MH_PG_DATABASE": self.pg_database,
             "MH_SCHEMA": self.schema_name,
+            "MH_SPARK_WAREHOUSE": str(Path(self.spark_warehouse).resolve()),
         }
 
 
@@ -119,17 +125,31 @@ class Warehouse:
                 cur.execute("set time zone 'UTC'")
                 cur.execute(f'create schema if not exists "{self.schema}"')
             self._conn.commit()
+        elif self.config.target == "spark":
+            from orchestration.spark import SparkTables, spark_session
+
+            session = spark_session(self.config.spark_warehouse)
+            self._conn = SparkTables(session, self.schema)
         else:
             raise ValueError(f"unknown warehouse target {self.config.target!r}")
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            if not self.is_spark:  # the process keeps its one SparkSession
+                self._conn.close()
             self._conn = None
 
     @property
     def is_duckdb(self) -> bool:
         return self.config.target == "duckdb"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.config.target == "postgres"
+
+    @property
+    def is_spark(self) -> bool:
+        return self.config.target == "spark"
 
     def table(self, name: str) -> str:
         """Fully qualified, quoted table name in our schema."""
@@ -140,11 +160,15 @@ class Warehouse:
         """Run one statement. Use `?` placeholders on DuckDB and `%s` on Postgres via `ph`."""
         if self.is_duckdb:
             self._conn.execute(sql, params or [])
+        elif self.is_spark:
+            self._conn.execute(sql, params)
         else:
             with self._conn.cursor() as cur:
                 cur.execute(sql, params)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        if self.is_spark:
+            return self._conn.query(sql, params)
         if self.is_duckdb:
             return self._conn.execute(sql, params or []).fetchall()
         with self._conn.cursor() as cur:
@@ -152,6 +176,8 @@ class Warehouse:
             return cur.fetchall() if cur.description else []
 
     def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        if self.is_spark:
+            return self._conn.query_dicts(sql, params)
         if self.is_duckdb:
             cur = self._conn.execute(sql, params or [])
             cols = [d[0] for d in cur.description]
@@ -163,7 +189,10 @@ class Warehouse:
 
     def query_arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         """A result as Arrow. DuckDB keeps the column types; on Postgres every column arrives
-        as text (through COPY csv, NULL kept apart from ''), so cast in SQL what matters."""
+        as text (through COPY csv, NULL kept apart from ''), so cast in SQL what matters.
+        Spark keeps the column types, like DuckDB."""
+        if self.is_spark:
+            return self._conn.query_arrow(sql, params)
         if self.is_duckdb:
             return self._conn.sql(sql, params=list(params or [])).to_arrow_table()
         import pyarrow.csv as pacsv
@@ -192,9 +221,11 @@ class Warehouse:
     @property
     def ph(self) -> str:
         """The parameter placeholder of this engine."""
-        return "?" if self.is_duckdb else "%s"
+        return "%s" if self.is_postgres else "?"
 
     def table_exists(self, name: str) -> bool:
+        if self.is_spark:
+            return self._conn.table_exists(name)
         rows = self.query(
             "select count(*) from information_schema.tables "
             f"where table_schema = {self.ph} and table_name = {self.ph}",
@@ -202,10 +233,24 @@ class Warehouse:
         )
         return rows[0][0] > 0
 
+    def columns(self, name: str, schema: str | None = None) -> list[tuple[str, str]]:
+        """(column name, engine type name) of a table, in order; [] when it does not exist."""
+        if self.is_spark:
+            return self._conn.columns(name, schema)
+        return [tuple(row) for row in self.query(
+            "select column_name, data_type from information_schema.columns "
+            f"where table_schema = {self.ph} and table_name = {self.ph} "
+            "order by ordinal_position",
+            [schema or self.schema, name],
+        )]
+
     @contextmanager
     def transaction(self) -> Iterator[Warehouse]:
-        """All statements inside commit together or not at all."""
-        if self.is_duckdb:
+        """All statements inside commit together or not at all (not on Spark: Parquet tables
+        have no transactions; each write is visible when it is done)."""
+        if self.is_spark:
+            yield self
+        elif self.is_duckdb:
             self._conn.execute("begin transaction")
             try:
                 yield self
@@ -222,13 +267,16 @@ class Warehouse:
             self._conn.commit()
 
     def commit(self) -> None:
-        if not self.is_duckdb:
+        if self.is_postgres:
             self._conn.commit()
 
     # -- bulk writes --------------------------------------------------------------------------
     def append_arrow(self, name: str, data: pa.Table) -> None:
         """Append an Arrow table to an existing table with the same column names."""
         if data.num_rows == 0:
+            return
+        if self.is_spark:
+            self._conn.append_arrow(self.table(name), data)
             return
         cols = ", ".join(f'"{c}"' for c in data.column_names)
         if self.is_duckdb:
@@ -256,6 +304,9 @@ class Warehouse:
     def replace_arrow(self, name: str, data: pa.Table, ddl: str) -> None:
         """Replace a table's content inside the current transaction: create if needed,
         delete everything, append. `ddl` is the column list of the create statement."""
+        if self.is_spark:
+            self._conn.replace_arrow(self.table(name), data, ddl)
+            return
         self.execute(f"create table if not exists {self.table(name)} ({ddl})")
         self.execute(f"delete from {self.table(name)}")
         self.append_arrow(name, data)

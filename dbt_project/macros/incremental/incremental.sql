@@ -92,3 +92,15 @@
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
+
+{#-
+  The materialization of the incremental models: `incremental` where the engine can delete
+  rows in a transaction (DuckDB, Postgres). Spark's Parquet tables cannot delete (that needs
+  Delta Lake or Iceberg), so there these models are tables: every run, batch runs included,
+  rebuilds them in full from raw_events, which gives the same rows a batch run would.
+-#}
+{% macro mh_incremental_materialization() -%}
+    {{ return(adapter.dispatch('mh_incremental_materialization', 'meterhouse')()) }}
+{%- endmacro %}
+{% macro default__mh_incremental_materialization() -%} {{ return('incremental') }} {%- endmacro %}
+{% macro spark__mh_incremental_materialization() -%} {{ return('table') }} {%- endmacro %}

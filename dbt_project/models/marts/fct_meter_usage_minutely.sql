@@ -1,5 +1,5 @@
 {{ config(
-    materialized='incremental',
+    materialized=mh_incremental_materialization(),
     incremental_strategy='append',
     pre_hook="{{ mh_delete_changed(['minute', 'meter']) }}",
 )}}

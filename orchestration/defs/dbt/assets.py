@@ -83,6 +83,32 @@ def meterhouse_dbt_models(
     with meterhouse.warehouse() as warehouse:
         plan = plan_build(warehouse)
     context.log.info(f"dbt: {plan.describe()}")
-    yield from dbt.cli(["build", *plan.dbt_args()], context=context).stream()
+    if meterhouse.target == "spark":
+        yield from _build_in_this_process(context, meterhouse, plan.dbt_args())
+    else:
+        yield from dbt.cli(["build", *plan.dbt_args()], context=context).stream()
     with meterhouse.warehouse() as warehouse:
         record_build(warehouse, plan, datetime.now(UTC))
+
+
+def _build_in_this_process(
+    context: dg.AssetExecutionContext, meterhouse: MeterhouseResource, args: list[str]
+):
+    """dbt build in this process, for Spark: dbt-spark's session method then runs on the
+    SparkSession the Python assets used (a `dbt` subprocess would start a second JVM, which
+    cannot open the local Derby metastore while this one holds it). Reports each selected
+    model and dbt test like dagster-dbt does, without its event stream."""
+    from orchestration.defs.dbt.project import run_dbt
+
+    run = run_dbt(["build", *args], meterhouse.warehouse_config())
+    statuses = {unique_id.split(".")[2]: status for unique_id, status, _ in run.results
+                if unique_id.startswith("test.")}
+    # in dbt's order of execution, which is topological, as Dagster wants them
+    built = [dg.AssetKey(unique_id.split(".")[2]) for unique_id, _, _ in run.results
+             if unique_id.startswith(("model.", "seed.", "snapshot."))]
+    selected = context.selected_asset_keys
+    for key in [k for k in built if k in selected] + [k for k in selected if k not in built]:
+        yield dg.MaterializeResult(asset_key=key)
+    for check in context.selected_asset_check_keys:
+        yield dg.AssetCheckResult(asset_key=check.asset_key, check_name=check.name,
+                                  passed=statuses.get(check.name, "pass") == "pass")

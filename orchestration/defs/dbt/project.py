@@ -76,6 +76,9 @@ def target_path_for(config: WarehouseConfig) -> Path:
     """A dbt target folder per warehouse, so builds of different warehouses never collide."""
     if config.target == "duckdb":
         key = Path(config.duckdb_path).resolve().as_posix().replace("/", "_").strip("_")
+    elif config.target == "spark":
+        where = Path(config.spark_warehouse).resolve().as_posix().replace("/", "_").strip("_")
+        key = f"spark_{where}_{config.schema_name}"
     else:
         key = f"pg_{config.pg_host}_{config.pg_port}_{config.pg_database}_{config.schema_name}"
     return DBT_PROJECT_DIR / "target" / "runs" / key
