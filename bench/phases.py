@@ -382,7 +382,45 @@ def expression_throughput(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def spark_build(spec: dict[str, Any]) -> dict[str, Any]:
+    """`meterhouse run --target spark` on the workload's files into a fresh local Spark
+    warehouse (session mode, `local[2]`): ingest, catalog, calendars and every dbt model, for
+    the record beside DuckDB's build. Its fct_meter_usage (Parquet files) is then compared with
+    DuckDB's: the same rows per window size, events and value sums."""
+    import duckdb
+
+    work = Path(spec["warehouse"]).parent / "spark"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = {**os.environ, "MH_SPARK_WAREHOUSE": str(work / "warehouse"), "MH_SCHEMA": "meterhouse",
+           "DO_NOT_TRACK": "1"}
+    command = [str(Path(sys.executable).parent / "meterhouse"), "run", "--target", "spark",
+               "--catalog", spec["catalog_dir"], "--landing", spec["landing_dir"]]
+    started = time.monotonic()
+    run = subprocess.run(command, env=env, cwd=work, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if run.returncode != 0:
+        raise RuntimeError(f"meterhouse run --target spark exited {run.returncode}: "
+                           f"{(run.stderr or run.stdout)[-2000:]}")
+    files = sorted((work / "warehouse").rglob("fct_meter_usage/*.parquet"))
+    if not files:
+        raise RuntimeError(f"no fct_meter_usage Parquet files under {work / 'warehouse'}")
+    totals = ("select window_size, count(*), sum(event_count), round(sum(value), 6) "
+              "from {} group by 1 order by 1")
+    with duckdb.connect() as conn:
+        spark_rows = conn.execute(totals.format(
+            "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])")).fetchall()
+    with duckdb.connect(spec["warehouse"], read_only=True) as conn:
+        duckdb_rows = conn.execute(totals.format("fct_meter_usage")).fetchall()
+    agree = [tuple(map(str, r)) for r in spark_rows] == [tuple(map(str, r)) for r in duckdb_rows]
+    if not agree:
+        raise RuntimeError(f"Spark and DuckDB disagree: {spark_rows} vs {duckdb_rows}")
+    return {"seconds": seconds, "agrees_with_duckdb": agree,
+            "fct_meter_usage_rows": sum(r[1] for r in spark_rows)}
+
+
 PHASES = {
+    "spark_build": spark_build,
     "expression": expression_throughput,
     "generate": generate,
     "ingest": ingest,

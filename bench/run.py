@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-api", action="store_true", help="do not measure the read API")
     parser.add_argument("--skip-incremental", action="store_true",
                         help="do not measure the incremental run")
+    parser.add_argument("--spark", action="store_true",
+                        help="also run the pipeline on local Spark (needs Java; slow: minutes "
+                             "of start-up) and report its time beside DuckDB's, for the record")
     parser.add_argument("--incremental-fraction", type=float, default=0.01,
                         help="new events of the incremental run, as a share of --events "
                              "(default 0.01)")
@@ -333,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     if built:
         phases["expression"] = step("expression", "expression", common,
                                     "CEL expression meter vs field meter")
+    if built and args.spark:
+        phases["spark_build"] = step("spark_build", "spark_build", common,
+                                     "the same pipeline on local Spark (meterhouse run)")
     if built and not args.skip_api:
         phases["api_load"] = step("api_load", "api_load", common,
                                   f"read API under load ({args.api_rate:g} requests/s)")
@@ -545,6 +551,13 @@ def evaluate(report: dict[str, Any], args: argparse.Namespace) -> tuple[dict, li
         measured = f"{expression['ratio']:.2f}x ({rates[0]:,.0f} vs {rates[1]:,.0f} pairs/s)"
         targets.append(("CEL expression meter >= 0.5x a field meter (issue 3)", measured,
                         expression["ratio"] >= 0.5))
+    spark = phases.get("spark_build", {})
+    if spark.get("ok"):
+        duckdb_build = (phases.get("ingest", {}).get("seconds") or 0) + (build.get("seconds") or 0)
+        results["spark_record"] = (
+            f"local Spark: `meterhouse run` {spark['seconds']:,.0f} s beside DuckDB's ingest + "
+            f"build {duckdb_build:,.0f} s; fct_meter_usage agrees "
+            f"({spark['fct_meter_usage_rows']:,} rows)")
     results["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in targets]
     results["targets_note"] = scale_note.strip()
     results["incomplete"] = incomplete
@@ -753,6 +766,8 @@ def render(report: dict[str, Any]) -> str:
                          f"{lower['errors']} errors"
                          + ("" if lower["sustained"] else " (not sustained)"))
 
+    if res.get("spark_record"):
+        lines += ["", res["spark_record"]]
     if res.get("targets"):
         lines += ["", "targets" + (f" {res['targets_note']}" if res.get("targets_note") else "")
                   + ":"]
