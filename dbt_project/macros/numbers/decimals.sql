@@ -67,13 +67,14 @@
 
 
 {#-
-  quantity × multiplier rounded half away from zero to 12 places. DuckDB multiplies two
-  decimal(38, 12) at scale 24, which overflows past 10^14: larger products go through scale 6.
+  quantity × multiplier rounded half away from zero to 12 places. DuckDB (and Spark) multiply
+  two decimal(38, 12) at scale 24, which overflows past 10^14: larger products go through
+  scale 6.
 -#}
 {% macro mh_multiply(quantity, multiplier) -%}
     {{ return(adapter.dispatch('mh_multiply', 'meterhouse')(quantity, multiplier)) }}
 {%- endmacro %}
-{% macro duckdb__mh_multiply(quantity, multiplier) -%}
+{% macro default__mh_multiply(quantity, multiplier) -%}
     case
         when {{ multiplier }} is null then {{ quantity }}
         when abs(cast({{ quantity }} as double) * cast({{ multiplier }} as double)) < 1e13

@@ -77,17 +77,6 @@
     (case when {{ value }} < 0 then ceil({{ value }}) else floor({{ value }}) end)
 {%- endmacro %}
 
-{% macro spark__mh_multiply(quantity, multiplier) -%}
-    case
-        when {{ multiplier }} is null then {{ quantity }}
-        when abs(cast({{ quantity }} as double) * cast({{ multiplier }} as double)) < 1e13
-            then cast({{ quantity }} * {{ multiplier }} as {{ mh_quantity_type() }})
-        when abs(cast({{ quantity }} as double) * cast({{ multiplier }} as double)) < 1e25
-            then cast(cast({{ quantity }} as decimal(38, 6)) * cast({{ multiplier }} as decimal(38, 6))
-                as {{ mh_quantity_type() }})
-    end
-{%- endmacro %}
-
 {% macro spark__mh_divide(numerator, denominator) -%}
     try_cast(try_divide(cast({{ numerator }} as double), cast({{ denominator }} as double))
         as {{ mh_value_type() }})
