@@ -24,3 +24,10 @@
 {% macro default__mh_not_materialized() -%} {%- endmacro %}
 {% macro duckdb__mh_not_materialized() -%} not materialized {%- endmacro %}
 {% macro postgres__mh_not_materialized() -%} not materialized {%- endmacro %}
+
+{#- The text type for casts (Spark calls it string). -#}
+{% macro mh_text_type() -%}
+    {{ return(adapter.dispatch('mh_text_type', 'meterhouse')()) }}
+{%- endmacro %}
+{% macro default__mh_text_type() -%} varchar {%- endmacro %}
+{% macro spark__mh_text_type() -%} string {%- endmacro %}

@@ -15,15 +15,208 @@
 -#}
 {%- set window_keys = 'tenant_id, environment_id, meter_id, external_customer_id, '
     ~ 'window_size, window_start' -%}
-
+{%- set series_keys = 'tenant_id, environment_id, meter_id, external_customer_id' -%}
 {#-
-  A batch run recomputes the changed windows (int_changed_windows: those holding a changed
-  minute of the customer), every window of a changed meter, and every WEIGHTED_SUM window of a
-  changed customer (its level carries over from all earlier events). It reads the minutes of
-  the changed customers in the span of their changed windows.
+  Two paths.
+
+  Rollup path (COUNT, SUM, SUM_WITH_MULTIPLIER, AVG, LATEST, MAX without bucket_size): the
+  states of a window are merged from the states of the next smaller window size, whose
+  buckets nest in it (DESIGN 3b.1: sub-day buckets truncate the wall clock to divisors of
+  each other; DAY starts at local midnight, WEEK on Monday's). MONTH starts at the anchor's
+  day and time, so it merges the windows of the largest size aligned with that time
+  (mh_month_rollup_source). Each window is found by the calendar bucket holding the first
+  minute of its child. A batch run recomputes a changed window from its recomputed children
+  and the stored, unchanged ones (this table's state_* columns), not from its minutes.
+
+  Minute path (COUNT_UNIQUE, WEIGHTED_SUM, MAX with bucket_size): distinct values, levels and
+  per-bucket maxima need the minutes, so every window is computed from its minute states.
 -#}
+{%- set rollup_sizes = [
+    ('15MIN', 'MINUTE'), ('30MIN', '15MIN'), ('HOUR', '30MIN'), ('3HOUR', 'HOUR'),
+    ('6HOUR', '3HOUR'), ('12HOUR', '6HOUR'), ('DAY', '12HOUR'), ('WEEK', 'DAY')] -%}
+{%- set month_sources = ['MINUTE', '15MIN', '30MIN', 'HOUR', '3HOUR', '6HOUR', '12HOUR', 'DAY'] -%}
+{%- set rollup_types = "'COUNT', 'SUM', 'SUM_WITH_MULTIPLIER', 'AVG', 'LATEST', 'MAX'" -%}
+{%- set rollup_columns = 'tenant_id, environment_id, meter_id, external_customer_id, window_size, '
+    ~ 'window_start, window_end, timezone, month_anchor_key, month_source, aggregation_type, '
+    ~ 'state_events, state_values, state_sum, state_max, state_first_minute, '
+    ~ 'state_latest_timestamp, state_latest_ingest_seq, state_latest_event_id, state_latest_value' -%}
+
+with meters as (
+    select
+        *,
+        aggregation_type in ({{ rollup_types }})
+            and not (aggregation_type = 'MAX' and bucket_size is not null) as rolls_up
+    from {{ ref('stg_meters') }}
+),
+
+customer_calendars as (
+    select
+        tenant_id,
+        environment_id,
+        external_customer_id,
+        timezone,
+        month_anchor_key,
+        {{ mh_month_rollup_source('month_anchor_key') }} as month_source
+    from {{ ref('stg_customer_usage_calendars') }}
+),
+
+calendar as (
+    select * from {{ ref('stg_calendar_buckets') }}
+),
+
+billing_periods as (
+    select * from {{ ref('stg_customer_billing_periods') }}
+),
+
+{#- Rollup path, MINUTE: the states of each minute, the meter's groups merged. -#}
+rollup_minutes as {{ mh_not_materialized() }} (
+    select
+        minutely.*,
+        coalesce(calendars.timezone, 'UTC') as timezone,
+        coalesce(calendars.month_anchor_key, '') as month_anchor_key,
+        coalesce(calendars.month_source, 'DAY') as month_source
+    from {{ ref('fct_meter_usage_minutely') }} as minutely
+    inner join meters
+        on minutely.tenant_id = meters.tenant_id
+        and minutely.environment_id = meters.environment_id
+        and minutely.meter_id = meters.meter_id
+        and meters.rolls_up
+    left join customer_calendars as calendars
+        on minutely.tenant_id = calendars.tenant_id
+        and minutely.environment_id = calendars.environment_id
+        and minutely.external_customer_id = calendars.external_customer_id
+    {#- only minutes that contribute: the stored windows a batch run merges are those with
+        contributing events (a SUM minute without values adds nothing anyway) #}
+    where (minutely.aggregation_type = 'COUNT' or minutely.value_count > 0)
+    {%- if mh_incremental_batch() %}
+        and ({{ mh_changed('minute', 'minutely') }} or {{ mh_changed('meter', 'minutely') }})
+    {%- endif %}
+),
+
+rollup_minute_members as {{ mh_not_materialized() }} (
+    select
+        tenant_id, environment_id, meter_id, external_customer_id, timezone, month_anchor_key,
+        month_source, aggregation_type,
+        minute_start as parent_start,
+        {{ mh_add_minute('minute_start') }} as parent_end,
+        event_count as state_events,
+        value_count as state_values,
+        value_sum as state_sum,
+        value_max as state_max,
+        minute_start as state_first_minute,
+        latest_timestamp as state_latest_timestamp,
+        latest_ingest_seq as state_latest_ingest_seq,
+        latest_event_id as state_latest_event_id,
+        latest_value as state_latest_value
+    from rollup_minutes
+),
+
+{{ mh_rollup_level('MINUTE', 'rollup_minute_members') }},
+
+{%- for size, source in rollup_sizes + [('MONTH', none)] %}
+{%- set level = 'rollup_' ~ size | lower %}
+
+{#- The children of this size's windows: the smaller windows just computed, and in a batch run
+    the stored ones inside a changed window of this size. -#}
+{{ level }}_children as {{ mh_not_materialized() }} (
+    {%- if size == 'MONTH' %}
+    {%- for month_source in month_sources %}
+    select {{ rollup_columns }} from rollup_{{ month_source | lower }}
+    where month_source = '{{ month_source }}'
+    {{ 'union all' if not loop.last }}
+    {%- endfor %}
+    {%- else %}
+    select {{ rollup_columns }} from rollup_{{ source | lower }}
+    {%- endif %}
+    {%- if mh_incremental_batch() %}
+
+    union all
+
+    select {{ rollup_columns }}
+    from (
+        select
+            stored.*,
+            coalesce(calendars.month_anchor_key, '') as month_anchor_key,
+            coalesce(calendars.month_source, 'DAY') as month_source
+        from {{ this }} as stored
+        left join customer_calendars as calendars
+            on stored.tenant_id = calendars.tenant_id
+            and stored.environment_id = calendars.environment_id
+            and stored.external_customer_id = calendars.external_customer_id
+        where stored.state_first_minute is not null
+        {%- if size != 'MONTH' %}
+            and stored.window_size = '{{ source }}'
+        {%- endif %}
+    ) as stored
+    where {% if size == 'MONTH' %}stored.window_size = stored.month_source and {% endif -%}
+        exists (
+        select 1 from {{ ref('int_changed_windows') }} as changed
+        where changed.tenant_id = stored.tenant_id
+            and changed.environment_id = stored.environment_id
+            and changed.external_customer_id = stored.external_customer_id
+            and changed.window_size = '{{ size }}'
+            and stored.window_start >= changed.window_start
+            and stored.window_start < changed.window_end
+    )
+    {%- endif %}
+),
+
+{{ level }}_members as {{ mh_not_materialized() }} (
+    select
+        children.tenant_id, children.environment_id, children.meter_id,
+        children.external_customer_id, children.timezone, children.month_anchor_key,
+        children.month_source, children.aggregation_type,
+        calendar.bucket_start as parent_start,
+        calendar.bucket_end as parent_end,
+        children.state_events, children.state_values, children.state_sum, children.state_max,
+        children.state_first_minute, children.state_latest_timestamp,
+        children.state_latest_ingest_seq, children.state_latest_event_id,
+        children.state_latest_value
+    from {{ level }}_children as children
+    inner join calendar
+        on calendar.timezone = children.timezone
+        and calendar.hour_start = {{ mh_trunc_hour('children.state_first_minute') }}
+        and calendar.window_size = '{{ size }}'
+        and calendar.anchor_key = {{ "children.month_anchor_key" if size == 'MONTH' else "''" }}
+        and children.state_first_minute >= calendar.bucket_start
+        and children.state_first_minute < calendar.bucket_end
+),
+
+{{ mh_rollup_level(size, level ~ '_members') }},
+{%- endfor %}
+
+rollup_windows as (
+    {%- for size in ['MINUTE'] + month_sources[1:] + ['WEEK', 'MONTH'] %}
+    select * from rollup_{{ size | lower }}
+    {{ 'union all' if not loop.last }}
+    {%- endfor %}
+),
+
+rollup_valued as (
+    select
+        {{ window_keys }},
+        window_end,
+        timezone,
+        aggregation_type,
+        case aggregation_type
+            when 'COUNT' then cast(state_events as {{ mh_value_type() }})
+            when 'SUM' then cast(state_sum as {{ mh_value_type() }})
+            when 'SUM_WITH_MULTIPLIER' then cast(state_sum as {{ mh_value_type() }})
+            when 'AVG' then {{ mh_divide('state_sum', 'state_values') }}
+            when 'MAX' then cast(state_max as {{ mh_value_type() }})
+            when 'LATEST' then cast(state_latest_value as {{ mh_value_type() }})
+        end as value,
+        case aggregation_type when 'COUNT' then state_events else state_values end
+            as contributing_events,
+        state_events, state_values, state_sum, state_max, state_first_minute,
+        state_latest_timestamp, state_latest_ingest_seq, state_latest_event_id,
+        state_latest_value
+    from rollup_windows
+),
+
+{#- Minute path. -#}
 {%- if mh_incremental_batch() %}
-with changed_spans as (
+changed_spans as (
     select
         tenant_id,
         environment_id,
@@ -37,6 +230,11 @@ with changed_spans as (
 minutely as {{ mh_not_materialized() }} (
     select minutely.*
     from {{ ref('fct_meter_usage_minutely') }} as minutely
+    inner join meters
+        on minutely.tenant_id = meters.tenant_id
+        and minutely.environment_id = meters.environment_id
+        and minutely.meter_id = meters.meter_id
+        and not meters.rolls_up
     where exists (
             select 1 from changed_spans as spans
             where spans.tenant_id = minutely.tenant_id
@@ -49,29 +247,19 @@ minutely as {{ mh_not_materialized() }} (
         or (minutely.aggregation_type = 'WEIGHTED_SUM' and {{ mh_changed('customer', 'minutely') }})
 ),
 {%- else %}
-with minutely as {{ mh_not_materialized() }} (
-    select * from {{ ref('fct_meter_usage_minutely') }}
+minutely as {{ mh_not_materialized() }} (
+    select minutely.*
+    from {{ ref('fct_meter_usage_minutely') }} as minutely
+    inner join meters
+        on minutely.tenant_id = meters.tenant_id
+        and minutely.environment_id = meters.environment_id
+        and minutely.meter_id = meters.meter_id
+        and not meters.rolls_up
 ),
 {%- endif %}
 
 distinct_values as {{ mh_not_materialized() }} (
     select * from {{ ref('fct_meter_distinct_values_minutely') }}
-),
-
-meters as (
-    select * from {{ ref('stg_meters') }}
-),
-
-customer_calendars as (
-    select * from {{ ref('stg_customer_usage_calendars') }}
-),
-
-calendar as (
-    select * from {{ ref('stg_calendar_buckets') }}
-),
-
-billing_periods as (
-    select * from {{ ref('stg_customer_billing_periods') }}
 ),
 
 minutes_with_calendar as {{ mh_not_materialized() }} (
@@ -358,6 +546,26 @@ valued as (
     left join weighted_values as weighted on {{ mh_join_on(window_keys, 'states', 'weighted') }}
 ),
 
+minute_valued as (
+    select
+        {{ window_keys }},
+        window_end,
+        timezone,
+        aggregation_type,
+        value,
+        contributing_events,
+        cast(null as bigint) as state_events,
+        cast(null as bigint) as state_values,
+        cast(null as {{ mh_quantity_type() }}) as state_sum,
+        cast(null as {{ mh_quantity_type() }}) as state_max,
+        cast(null as {{ mh_timestamptz() }}) as state_first_minute,
+        cast(null as {{ mh_timestamptz() }}) as state_latest_timestamp,
+        cast(null as bigint) as state_latest_ingest_seq,
+        cast(null as {{ mh_text_type() }}) as state_latest_event_id,
+        cast(null as {{ mh_quantity_type() }}) as state_latest_value
+    from valued
+),
+
 final as (
     select
         tenant_id,
@@ -370,8 +578,21 @@ final as (
         timezone,
         aggregation_type,
         value,
-        cast(contributing_events as bigint) as event_count
-    from valued
+        cast(contributing_events as bigint) as event_count,
+        cast(state_events as bigint) as state_events,
+        cast(state_values as bigint) as state_values,
+        cast(state_sum as {{ mh_quantity_type() }}) as state_sum,
+        cast(state_max as {{ mh_quantity_type() }}) as state_max,
+        state_first_minute,
+        state_latest_timestamp,
+        cast(state_latest_ingest_seq as bigint) as state_latest_ingest_seq,
+        state_latest_event_id,
+        cast(state_latest_value as {{ mh_quantity_type() }}) as state_latest_value
+    from (
+        select * from rollup_valued
+        union all
+        select * from minute_valued
+    ) as windows
     where contributing_events > 0
 )
 
