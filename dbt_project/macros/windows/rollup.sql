@@ -31,6 +31,11 @@
   keeps the child state with the latest (timestamp, ingestion, event id).
 -#}
 {% macro mh_rollup_level(size, members) -%}
+    {{ return(adapter.dispatch('mh_rollup_level', 'meterhouse')(size, members)) }}
+{%- endmacro %}
+
+{#- Postgres: LATEST by ranking the members (a CTE used twice is computed once there). -#}
+{% macro default__mh_rollup_level(size, members) -%}
 {%- set series = 'tenant_id, environment_id, meter_id, external_customer_id' -%}
 rollup_{{ size | lower }} as (
     select
@@ -95,4 +100,77 @@ rollup_{{ size | lower }} as (
         on {{ mh_join_on(series, 'states', 'latest') }}
         and latest.parent_start = states.window_start
 )
+{%- endmacro %}
+
+
+{#-
+  DuckDB and Spark: LATEST as the largest (timestamp, ingestion, event id, value) struct, in the
+  same aggregation, so the members are read once (Spark inlines CTEs: a level read twice
+  would double the plan at every size).
+-#}
+{% macro duckdb__mh_rollup_level(size, members) -%}
+    {{ return(mh_rollup_level_by_struct(size, members)) }}
+{%- endmacro %}
+{% macro spark__mh_rollup_level(size, members) -%}
+    {{ return(mh_rollup_level_by_struct(size, members)) }}
+{%- endmacro %}
+
+{% macro mh_rollup_level_by_struct(size, members) -%}
+{%- set series = 'tenant_id, environment_id, meter_id, external_customer_id' -%}
+rollup_{{ size | lower }} as (
+    select
+        {{ series }},
+        '{{ size }}' as window_size,
+        window_start,
+        window_end,
+        timezone,
+        month_anchor_key,
+        month_source,
+        aggregation_type,
+        state_events,
+        state_values,
+        state_sum,
+        state_max,
+        state_first_minute,
+        latest_state.t as state_latest_timestamp,
+        latest_state.s as state_latest_ingest_seq,
+        latest_state.e as state_latest_event_id,
+        latest_state.v as state_latest_value
+    from (
+        select
+            {{ series }},
+            parent_start as window_start,
+            max(parent_end) as window_end,
+            timezone,
+            month_anchor_key,
+            month_source,
+            max(aggregation_type) as aggregation_type,
+            sum(state_events) as state_events,
+            sum(state_values) as state_values,
+            sum(state_sum) as state_sum,
+            max(state_max) as state_max,
+            min(state_first_minute) as state_first_minute,
+            max(case when aggregation_type = 'LATEST' and state_latest_value is not null then
+                {{ mh_struct([('t', 'state_latest_timestamp'), ('s', 'state_latest_ingest_seq'),
+                              ('e', 'state_latest_event_id'), ('v', 'state_latest_value')]) }}
+            end) as latest_state
+        from {{ members }}
+        group by {{ series }}, parent_start, timezone, month_anchor_key, month_source
+    ) as states
+)
+{%- endmacro %}
+
+{#- A struct literal of (name, expression) fields; structs compare field by field. -#}
+{% macro mh_struct(fields) -%}
+    {{ return(adapter.dispatch('mh_struct', 'meterhouse')(fields)) }}
+{%- endmacro %}
+{#- (only DuckDB and Spark merge LATEST by struct; dbt's parser renders every branch) -#}
+{% macro default__mh_struct(fields) -%}
+    row({%- for name, expression in fields %}{{ expression }}{{ ', ' if not loop.last }}{% endfor -%})
+{%- endmacro %}
+{% macro duckdb__mh_struct(fields) -%}
+    { {%- for name, expression in fields %}'{{ name }}': {{ expression }}{{ ', ' if not loop.last }}{% endfor -%} }
+{%- endmacro %}
+{% macro spark__mh_struct(fields) -%}
+    named_struct({%- for name, expression in fields %}'{{ name }}', {{ expression }}{{ ', ' if not loop.last }}{% endfor -%})
 {%- endmacro %}
