@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from api.db import catalog_query
 from models import states as st
 from models import windows
 from orchestration.warehouse import Warehouse
@@ -131,7 +132,8 @@ class Selection:
 def load_meter(warehouse: Warehouse, tenant_id: str, environment_id: str,
                meter_id: str) -> MeterInfo | None:
     p = warehouse.ph
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         "select aggregation_type, bucket_size, reset_usage "
         f"from {warehouse.table('catalog_meters')} "
         f"where tenant_id = {p} and environment_id = {p} and meter_id = {p}",
@@ -145,7 +147,8 @@ def load_meter(warehouse: Warehouse, tenant_id: str, environment_id: str,
 
 def customer_calendar(warehouse: Warehouse, meter: MeterInfo, customer: str) -> CustomerCalendar:
     p = warehouse.ph
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         "select timezone, month_anchor_key "
         f"from {warehouse.table('customer_usage_calendars')} "
         f"where tenant_id = {p} and environment_id = {p} and external_customer_id = {p}",
@@ -274,7 +277,8 @@ def reset_points(warehouse: Warehouse, meter: MeterInfo, customer: str, start: d
     if meter.reset_usage != "BILLING_PERIOD":
         return []
     p = warehouse.ph
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         f"select {_out_ts(warehouse, 'period_start')} "
         f"from {warehouse.table('customer_billing_periods')} "
         f"where tenant_id = {p} and environment_id = {p} and external_customer_id = {p} "
