@@ -531,6 +531,127 @@ def choose_grain(kind: str, meter: MeterInfo, calendar: CustomerCalendar, start:
 
 
 # --------------------------------------------------------------------------------------------
+# Stored windows: the precomputed rows of fct_meter_usage
+#
+# fct_meter_usage holds every window with contributing events, of every size, in each
+# customer's calendar (timezone; MONTH at the customer's anchor), valued by the meter's own
+# aggregation. When a request asks for exactly those windows, its whole windows are read
+# from there; only a partial window at either end of the range (a range that does not start
+# or end on a window boundary) is computed from the minute states. AVG (stored to 18 places,
+# the API divides to 34 digits), WEIGHTED_SUM, bucketed MAX and other aggregation types than
+# the meter's always use the minute states.
+
+STORED_WINDOW_TYPES = ("COUNT", "SUM", "SUM_WITH_MULTIPLIER", "MAX", "LATEST", "COUNT_UNIQUE")
+_CALENDAR_MONTHS = "01 00:00"  # the MONTH anchor key of calendar months
+
+
+def stored_windows_fit(kind: str, meter: MeterInfo, calendar: CustomerCalendar,
+                       window: str | None, timezone: str, anchor: datetime | None) -> bool:
+    """Whether the windows asked for are the stored windows of fct_meter_usage."""
+    if window is None or kind != meter.aggregation_type or kind not in STORED_WINDOW_TYPES:
+        return False
+    if meter.bucket_size or timezone != calendar.timezone:
+        return False
+    if window == "MONTH":
+        asked = windows.anchor_key(anchor, timezone) or _CALENDAR_MONTHS
+        return asked == (calendar.month_anchor_key or _CALENDAR_MONTHS)
+    return True
+
+
+def has_stored_windows(warehouse: Warehouse) -> bool:
+    """Whether the warehouse (or serving snapshot) has fct_meter_usage."""
+    rows = catalog_query(
+        warehouse,
+        "select count(*) from information_schema.tables "
+        f"where table_schema = {warehouse.ph} and table_name = 'fct_meter_usage'",
+        [warehouse.schema])
+    return bool(rows and rows[0][0])
+
+
+def stored_window_usage(warehouse: Warehouse, meter: MeterInfo, customer: str,
+                        calendar: CustomerCalendar, start: datetime, end: datetime, window: str,
+                        anchor: datetime | None) -> Usage | None:
+    """Usage from the stored windows of fct_meter_usage plus the minute states of the partial
+    windows at the ends of the range; None when the range holds no whole window."""
+    kind, timezone = meter.aggregation_type, calendar.timezone
+    first = windows.bucket_start(start, window, timezone, anchor)
+    if first < start:
+        first = windows.next_bucket_start(first, window, timezone, anchor)
+    last = windows.bucket_start(end, window, timezone, anchor)  # whole windows end by here
+    if first >= last:
+        return None
+    p, ts, dec = warehouse.ph, (lambda e: _out_ts(warehouse, e)), (lambda e: _out_dec(warehouse, e))
+    series = (f"tenant_id = {p} and environment_id = {p} and meter_id = {p} "
+              f"and external_customer_id = {p}")
+    key = [meter.tenant_id, meter.environment_id, meter.meter_id, customer]
+    # one statement: the stored windows (part 0), then the minute states of the partial
+    # windows at the ends (part 1), in the columns of a minute state
+    rows = warehouse.query(
+        f"select 0 as part, '' as group_value, {ts('window_start')} as slot, "
+        f"{ts('window_end')} as until, event_count, null as value_count, null as text_count, "
+        f"{dec('value')} as value_sum, null as value_max, null as moment, "
+        "null as latest_timestamp, null as latest_ingest_seq, null as latest_event_id, "
+        f"null as latest_value from {warehouse.table('fct_meter_usage')} "
+        f"where {series} and window_size = {p} and window_start >= {p} and window_start < {p} "
+        "union all "
+        f"select 1, group_value, {ts('minute_start')}, null, event_count, value_count, "
+        f"text_count, {dec('value_sum')}, {dec('value_max')}, {dec('weighted_moment_us')}, "
+        f"{ts('latest_timestamp')}, latest_ingest_seq, latest_event_id, {dec('latest_value')} "
+        f"from {warehouse.table('fct_meter_usage_minutely')} where {series} "
+        f"and ((minute_start >= {p} and minute_start < {p}) "
+        f"or (minute_start >= {p} and minute_start < {p})) "
+        "order by part, slot",
+        [*key, window, first, last, *key, start, first, last, end])
+    pieces, edge_states = [], []
+    for row in rows:
+        if row[0] == 0:
+            _, _, lo, hi, count, _, _, value, *_ = row
+            pieces.append(Usage(_dec(value), count,
+                                [Point(_ts(lo), _ts(hi), _dec(value), count)]))
+        else:
+            edge_states.append(_state(row[1:3] + row[4:]))
+    for lo, hi in ((start, first), (last, end)):
+        if lo >= hi:
+            continue
+        data = _GroupStates([s for s in edge_states if lo <= s.minute_start < hi])
+        if kind == "COUNT_UNIQUE":
+            data.distinct = fetch_distinct_values(warehouse, meter, customer, lo, hi)
+        edge = compute_usage(kind, meter, calendar, data, [], lo, hi, window, timezone, anchor)
+        pieces.insert(0 if lo == start else len(pieces), edge)
+    counted = [piece for piece in pieces if piece.event_count > 0]
+    usage = Usage(st.ZERO, sum(piece.event_count for piece in counted),
+                  [point for piece in counted for point in piece.points])
+    if kind in ("COUNT", "SUM", "SUM_WITH_MULTIPLIER"):
+        usage.total = _sum_wide(piece.total for piece in counted)
+    elif kind == "MAX":
+        usage.total = max((piece.total for piece in counted), default=st.ZERO)
+    elif kind == "LATEST":  # the latest event is in the latest window with events
+        usage.total = counted[-1].total if counted else st.ZERO
+    else:  # COUNT_UNIQUE: distinct values of the whole range
+        usage.total = _distinct_count(warehouse, meter, customer, start, end)
+    return usage
+
+
+def _sum_wide(values: Iterable[Decimal]) -> Decimal:
+    total = st.ZERO
+    for value in values:
+        total = _WIDE.add(total, value)
+    return total
+
+
+def _distinct_count(warehouse: Warehouse, meter: MeterInfo, customer: str, start: datetime,
+                    end: datetime) -> Decimal:
+    p = warehouse.ph
+    rows = warehouse.query(
+        f"select count(distinct value_text) "
+        f"from {warehouse.table('fct_meter_distinct_values_minutely')} "
+        f"where tenant_id = {p} and environment_id = {p} and meter_id = {p} "
+        f"and external_customer_id = {p} and minute_start >= {p} and minute_start < {p}",
+        [meter.tenant_id, meter.environment_id, meter.meter_id, customer, start, end])
+    return Decimal(rows[0][0] if rows else 0)
+
+
+# --------------------------------------------------------------------------------------------
 # Usage
 
 
@@ -544,6 +665,7 @@ def meter_usage(
     timezone: str,
     anchor: datetime | None = None,
     aggregation_type: str | None = None,
+    stored_windows: bool = True,
 ) -> Usage:
     """Usage of one meter for one customer over [start, end), with points per window.
 
@@ -552,7 +674,7 @@ def meter_usage(
     aggregate over the whole range (not the sum of the points).
     """
     return grouped_usage(warehouse, meter, [customer], start, end, window, timezone, anchor,
-                         aggregation_type)[()]
+                         aggregation_type, stored_windows=stored_windows)[()]
 
 
 def grouped_usage(
@@ -566,6 +688,7 @@ def grouped_usage(
     anchor: datetime | None = None,
     aggregation_type: str | None = None,
     selection: Selection | None = None,
+    stored_windows: bool = True,
 ) -> dict[Group, Usage]:
     """Usage of one meter over [start, end) for the union of `customers`' events, per group.
 
@@ -574,6 +697,10 @@ def grouped_usage(
     events and only groups with events appear. Several customers fold into one usage:
     meter buckets (bucket_size) follow the first customer's calendar, and WEIGHTED_SUM
     levels are each customer's own (resets included) added together.
+
+    One customer's whole-meter usage in windows of the customer's own calendar is read from
+    the precomputed windows of fct_meter_usage (`stored_window_usage`) unless
+    `stored_windows` is False; the answer is the same either way.
     """
     kind = aggregation_type or meter.aggregation_type
     if kind == "COUNT_UNIQUE" and meter.aggregation_type != "COUNT_UNIQUE":
@@ -586,6 +713,14 @@ def grouped_usage(
         return _folded_weighted_sum(warehouse, meter, customers, start, end, window, timezone,
                                     anchor, selection)
     calendar = customer_calendar(warehouse, meter, customers[0])
+    if (stored_windows and len(customers) == 1 and not selection.needs_events
+            and not selection.with_sources
+            and stored_windows_fit(kind, meter, calendar, window, timezone, anchor)
+            and has_stored_windows(warehouse)):
+        usage = stored_window_usage(warehouse, meter, customers[0], calendar, start, end,
+                                    window, anchor)
+        if usage is not None:
+            return {(): usage}
     grain = choose_grain(kind, meter, calendar, start, end, window, timezone, anchor)
     groups = _fetch_groups(warehouse, meter, customers, start, end, kind, selection, grain)
     resets = (reset_points(warehouse, meter, customers[0], start, end)
