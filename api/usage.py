@@ -351,7 +351,8 @@ def _canonical_sql(warehouse: Warehouse, index: int) -> str:
 
 def _matched_cte(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str],
                  start: datetime, end: datetime, selection: Selection,
-                 grain: str = MINUTE) -> tuple[str, list[Any]]:
+                 grain: str = MINUTE, meter_ids: Sequence[str] | None = None
+                 ) -> tuple[str, list[Any]]:
     """CTEs ending in `matched`: the selected events with their slot and group columns
     d0..dn; SQL and parameters. Aliases are positional, every request value is bound."""
     p = warehouse.ph
@@ -362,10 +363,12 @@ def _matched_cte(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str
     for name in names:
         extract_sql.append(_property_columns(warehouse, key[name]))
         extract_params += _property_params(warehouse, name)
-    where = [f"tenant_id = {p}", f"environment_id = {p}", f"meter_id = {p}",
+    ids = list(meter_ids) if meter_ids is not None else [meter.meter_id]
+    where = [f"tenant_id = {p}", f"environment_id = {p}",
+             f"meter_id in {_in_list(warehouse, ids)}",
              f"external_customer_id in {_in_list(warehouse, customers)}",
              f"minute_start >= {p}", f"minute_start < {p}"]
-    where_params: list[Any] = [meter.tenant_id, meter.environment_id, meter.meter_id,
+    where_params: list[Any] = [meter.tenant_id, meter.environment_id, *ids,
                                *customers, start, end]
     if selection.sources is not None:
         if selection.sources:
@@ -375,6 +378,8 @@ def _matched_cte(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str
             where.append("1 = 0")
     base = ["minute_start", "event_timestamp", "ingest_seq", "event_id", "quantity",
             "value_text", "group_value", "event_source"]
+    if meter_ids is not None:
+        base.append("meter_id")
     extracted = (f"extracted as (select {', '.join(base)}, {_slot(grain)} as slot, "
                  f"{', '.join(extract_sql)} "
                  f"from {warehouse.table('serving_meter_event_values')} "
@@ -420,12 +425,20 @@ def fetch_sources(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[st
 
 def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str],
                        start: datetime, end: datetime, selection: Selection,
-                       kind: str, grain: str = MINUTE) -> dict[Group, _GroupStates]:
+                       kind: str, grain: str = MINUTE, meter_ids: Sequence[str] | None = None,
+                       distinct_ids: Sequence[str] = ()) -> dict[Group, _GroupStates]:
     """States of the selected events per group and slot: the same states as
-    fct_meter_usage_minutely holds, computed the same way, for the selected events only."""
-    matched, params = _matched_cte(warehouse, meter, customers, start, end, selection, grain)
+    fct_meter_usage_minutely holds, computed the same way, for the selected events only.
+
+    With `meter_ids`, the states of all those meters (of `meter`'s tenant environment) in
+    one statement, each group key led by its meter id; distinct values are then read for the
+    meters in `distinct_ids` (those whose aggregation is COUNT_UNIQUE)."""
+    matched, params = _matched_cte(warehouse, meter, customers, start, end, selection, grain,
+                                   meter_ids)
     g = _group_columns(selection)
     width = len(selection.group_by)
+    if meter_ids is not None:
+        g, width = "meter_id, " + g, width + 1
     ts, dec = (lambda e: _out_ts(warehouse, e)), (lambda e: _out_dec(warehouse, e))
     moment = "null"
     if grain == MINUTE:
@@ -449,7 +462,15 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
     groups: dict[Group, _GroupStates] = defaultdict(_GroupStates)
     for row in rows:
         groups[tuple(row[:width])].states.append(_state(row[width:]))
-    if kind == "COUNT_UNIQUE" and groups:
+    if meter_ids is not None and distinct_ids and groups:
+        for row in warehouse.query(
+            f"with {matched} select distinct {g}{ts('slot')}, value_text from matched "
+            f"where value_text is not null and meter_id in {_in_list(warehouse, distinct_ids)}",
+            params + list(distinct_ids),
+        ):
+            if tuple(row[:width]) in groups:
+                groups[tuple(row[:width])].distinct.append((_ts(row[width]), row[width + 1]))
+    if meter_ids is None and kind == "COUNT_UNIQUE" and groups:
         for row in warehouse.query(
             f"with {matched} select distinct {g}{ts('slot')}, value_text from matched "
             "where value_text is not null", params,
@@ -689,6 +710,7 @@ def grouped_usage(
     aggregation_type: str | None = None,
     selection: Selection | None = None,
     stored_windows: bool = True,
+    prefetched: dict[Group, _GroupStates] | None = None,
 ) -> dict[Group, Usage]:
     """Usage of one meter over [start, end) for the union of `customers`' events, per group.
 
@@ -700,7 +722,8 @@ def grouped_usage(
 
     One customer's whole-meter usage in windows of the customer's own calendar is read from
     the precomputed windows of fct_meter_usage (`stored_window_usage`) unless
-    `stored_windows` is False; the answer is the same either way.
+    `stored_windows` is False; the answer is the same either way. `prefetched` are the
+    meter's group states as `prefetch_group_states` read them for this very query.
     """
     kind = aggregation_type or meter.aggregation_type
     if kind == "COUNT_UNIQUE" and meter.aggregation_type != "COUNT_UNIQUE":
@@ -722,7 +745,8 @@ def grouped_usage(
         if usage is not None:
             return {(): usage}
     grain = choose_grain(kind, meter, calendar, start, end, window, timezone, anchor)
-    groups = _fetch_groups(warehouse, meter, customers, start, end, kind, selection, grain)
+    groups = _fetch_groups(warehouse, meter, customers, start, end, kind, selection, grain,
+                           prefetched)
     resets = (reset_points(warehouse, meter, customers[0], start, end)
               if kind == "WEIGHTED_SUM" else [])
     return {
@@ -732,9 +756,40 @@ def grouped_usage(
     }
 
 
+def prefetch_group_states(warehouse: Warehouse, meters: Sequence[MeterInfo],
+                          customers: Sequence[str], start: datetime, end: datetime,
+                          window: str | None, timezone: str, anchor: datetime | None,
+                          selection: Selection) -> dict[str, dict[Group, _GroupStates]]:
+    """The group states `grouped_usage` reads for each of several meters of one tenant
+    environment (with their own aggregation, `selection` needing events), in one statement
+    per grain instead of one or more per meter. WEIGHTED_SUM meters are left out (their
+    levels are read per customer)."""
+    customers = list(dict.fromkeys(customers))
+    if not selection.needs_events or not customers:
+        return {}
+    by_grain: dict[str, list[MeterInfo]] = defaultdict(list)
+    for meter in dict.fromkeys(meters):
+        if meter.aggregation_type == "WEIGHTED_SUM":
+            continue
+        calendar = customer_calendar(warehouse, meter, customers[0])
+        by_grain[choose_grain(meter.aggregation_type, meter, calendar, start, end, window,
+                              timezone, anchor)].append(meter)
+    found: dict[str, dict[Group, _GroupStates]] = {}
+    for grain, group in by_grain.items():
+        ids = [m.meter_id for m in group]
+        distinct = [m.meter_id for m in group if m.aggregation_type == "COUNT_UNIQUE"]
+        found.update({meter_id: {} for meter_id in ids})
+        states = fetch_group_states(warehouse, group[0], customers, start, end, selection, "",
+                                    grain, ids, distinct)
+        for key, data in states.items():
+            found[key[0]][key[1:]] = data
+    return found
+
+
 def _fetch_groups(warehouse: Warehouse, meter: MeterInfo, customers: list[str], start: datetime,
-                  end: datetime, kind: str, selection: Selection,
-                  grain: str = MINUTE) -> dict[Group, _GroupStates]:
+                  end: datetime, kind: str, selection: Selection, grain: str = MINUTE,
+                  prefetched: dict[Group, _GroupStates] | None = None
+                  ) -> dict[Group, _GroupStates]:
     if not selection.needs_events:
         data = _GroupStates(fetch_states(warehouse, meter, customers, start, end, grain))
         if kind == "COUNT_UNIQUE":
@@ -743,6 +798,8 @@ def _fetch_groups(warehouse: Warehouse, meter: MeterInfo, customers: list[str], 
         if selection.with_sources and data.states:
             data.sources = fetch_sources(warehouse, meter, customers, start, end)
         groups = {(): data}
+    elif prefetched is not None:
+        groups = prefetched
     else:
         groups = fetch_group_states(warehouse, meter, customers, start, end, selection, kind,
                                     grain)
