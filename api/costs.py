@@ -33,6 +33,7 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Any
 
+from api.db import catalog_query
 from api.deps import Principal
 from api.encoding import decimal_text, rfc3339
 from api.lookups import Customer, Feature, Meter
@@ -155,7 +156,8 @@ def _select(warehouse: Warehouse, principal: Principal, table: str, columns: str
     """Rows of a catalog table in the caller's tenant environment, as dicts."""
     p = warehouse.ph
     names = [name.strip() for name in columns.split(",")]
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         f"select {columns} from {warehouse.table(table)} "
         f"where tenant_id = {p} and environment_id = {p}{where}"
         + (f" order by {order}" if order else ""),
@@ -227,7 +229,8 @@ def response_currency(warehouse: Warehouse, principal: Principal, customer: Cust
     """The currency of the customer's subscriptions: the first one active in the range, else
     the first one at all; None without a subscription."""
     p = warehouse.ph
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         "select currency, start_date, end_date "
         f"from {warehouse.table('catalog_subscriptions')} "
         f"where tenant_id = {p} and environment_id = {p} and customer_id = {p} "

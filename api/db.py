@@ -8,6 +8,11 @@
 - Postgres: a small pool of connections, each request in one read-only REPEATABLE READ
   transaction, so all its queries see the same committed data.
 
+Catalog reads (API keys, customers, meters, prices, calendars, billing periods) are cached
+per DuckDB snapshot (`catalog_query`): a snapshot never changes, and a new snapshot starts with
+an empty cache, so a request never sees catalog rows of another snapshot than its data.
+Postgres tables change under the reader at any commit; there every read goes to the database.
+
 Errors of the engines that mean "not available right now" (a lock, a lost connection, a
 table not built yet) become 503 ErrorResponses; `database_error` decides.
 """
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,16 +35,52 @@ log = logging.getLogger("meterhouse.api")
 
 # Postgres: a request waits this long for a free connection before it gets a 503.
 POOL_WAIT_SECONDS = 10
+# Catalog answers kept per snapshot; past this many the cache starts over (bounded memory).
+CATALOG_CACHE_ENTRIES = 50_000
+
+
+class QueryCache:
+    """Answers of catalog queries on one immutable snapshot, by (SQL, parameters)."""
+
+    def __init__(self, max_entries: int = CATALOG_CACHE_ENTRIES):
+        self.max_entries = max_entries
+        self._rows: dict[tuple[str, tuple[Any, ...]], list[tuple]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, sql: str, params: tuple[Any, ...]) -> list[tuple] | None:
+        return self._rows.get((sql, params))
+
+    def put(self, sql: str, params: tuple[Any, ...], rows: list[tuple]) -> None:
+        with self._lock:
+            if len(self._rows) >= self.max_entries:
+                self._rows.clear()
+            self._rows[(sql, params)] = rows
+
+
+def catalog_query(warehouse: Warehouse, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    """`warehouse.query` for small catalog tables, answered from the snapshot's cache when the
+    warehouse is a serving snapshot (callers must not change the rows they get)."""
+    cache: QueryCache | None = getattr(warehouse, "cache", None)
+    if cache is None:
+        return warehouse.query(sql, list(params))
+    key = tuple(params)
+    rows = cache.get(sql, key)
+    if rows is None:
+        rows = warehouse.query(sql, list(key))
+        cache.put(sql, key, rows)
+    return rows
 
 
 class ReadOnlyWarehouse(Warehouse):
     """A `Warehouse` over a connection the reader owns (queries only)."""
 
-    def __init__(self, config: WarehouseConfig, conn: Any, schema: str, source: str):
+    def __init__(self, config: WarehouseConfig, conn: Any, schema: str, source: str,
+                 cache: QueryCache | None = None):
         super().__init__(config)
         self._conn = conn
         self.schema = schema
         self.source = source  # what is being read, for messages
+        self.cache = cache  # catalog answers of this snapshot (None: always ask the database)
 
     def connect(self) -> None:  # the reader connected already
         return None
@@ -74,17 +115,19 @@ class DuckDBReader:
         self._lock = threading.Lock()
         self._snapshot: Path | None = None
         self._shared: Any = None
+        self._cache = QueryCache()
 
-    def _connection_to(self, snapshot: Path) -> Any:
+    def _connection_to(self, snapshot: Path) -> tuple[Any, QueryCache]:
         import duckdb
 
         with self._lock:
             if self._snapshot != snapshot:
                 conn = duckdb.connect(str(snapshot), read_only=True)
-                # requests under way keep their own cursors; the old connection is dropped
-                self._snapshot, self._shared = snapshot, conn
+                # requests under way keep their own cursors (and cache); the old connection
+                # is dropped
+                self._snapshot, self._shared, self._cache = snapshot, conn, QueryCache()
                 log.info("serving snapshot %s", snapshot.name)
-            return self._shared
+            return self._shared, self._cache
 
     @contextmanager
     def open(self) -> Iterator[ReadOnlyWarehouse]:
@@ -92,10 +135,11 @@ class DuckDBReader:
 
         snapshot = current_snapshot(self.serving_dir)
         if snapshot is not None:
-            cursor = self._connection_to(snapshot).cursor()
+            conn, cache = self._connection_to(snapshot)
+            cursor = conn.cursor()
             try:
                 cursor.execute("set TimeZone = 'UTC'")
-                yield ReadOnlyWarehouse(self.config, cursor, "main", snapshot.name)
+                yield ReadOnlyWarehouse(self.config, cursor, "main", snapshot.name, cache)
             finally:
                 cursor.close()
             return

@@ -17,7 +17,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from api.db import ReadOnlyWarehouse
+from api.db import ReadOnlyWarehouse, catalog_query
 from api.errors import unauthorized
 from api.settings import Settings
 
@@ -79,7 +79,8 @@ def authenticate(
         raise unauthorized("missing API key: send it as the x-api-key header or as "
                            "Authorization: Bearer <key>")
     p = warehouse.ph
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         f"select tenant_id, environment_id, name, revoked "
         f"from {warehouse.table('catalog_api_keys')} where key_sha256 = {p} "
         "order by revoked, tenant_id, environment_id",

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from api.db import catalog_query
 from api.deps import Principal
 from api.errors import not_found
 from api.usage import CustomerCalendar, MeterInfo
@@ -68,7 +69,8 @@ _CUSTOMER_COLUMNS = "customer_id, external_id, name, timezone, parent_customer_i
 def _customers(warehouse: Warehouse, principal: Principal, where: str = "",
                params: list | None = None) -> list[Customer]:
     p = warehouse.ph
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         f"select {_CUSTOMER_COLUMNS} from {warehouse.table('catalog_customers')} "
         f"where tenant_id = {p} and environment_id = {p}{where} order by customer_id",
         [principal.tenant_id, principal.environment_id, *(params or [])],
@@ -115,7 +117,8 @@ def meters(warehouse: Warehouse, principal: Principal, meter_id: str | None = No
     where, params = "", []
     if meter_id is not None:
         where, params = f" and m.meter_id = {p}", [meter_id]
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         "select m.meter_id, m.name, m.event_name, m.aggregation_type, m.aggregation_field, "
         "m.aggregation_expression, m.multiplier, m.bucket_size, m.group_by, m.reset_usage, "
         "m.status, m.definition_json, m.tenant_id, m.environment_id, e.loaded_at "
@@ -138,7 +141,8 @@ def meter_by_id(warehouse: Warehouse, principal: Principal, meter_id: str,
 
 def features(warehouse: Warehouse, principal: Principal) -> list[Feature]:
     p = warehouse.ph
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         "select feature_id, name, meter_id, unit_singular, unit_plural, reporting_unit_singular, "
         "reporting_unit_plural, reporting_conversion_rate "
         f"from {warehouse.table('catalog_features')} "
@@ -152,7 +156,8 @@ def customer_calendar(warehouse: Warehouse, principal: Principal,
                       external_id: str) -> CustomerCalendar:
     """Timezone and MONTH anchor key of a customer's usage (UTC and '' when unknown)."""
     p = warehouse.ph
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         "select timezone, month_anchor_key "
         f"from {warehouse.table('customer_usage_calendars')} "
         f"where tenant_id = {p} and environment_id = {p} and external_customer_id = {p}",

