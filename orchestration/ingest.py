@@ -655,7 +655,7 @@ class _Batch:
     `snapshot=True` (warehouse tables): only the last row of an id within the source is a
     version; earlier rows of it count as duplicates."""
 
-    FLUSH_BYTES = 128 << 20  # input held before its rows are checked and written
+    FLUSH_BYTES = 64 << 20  # input held before its rows are checked and written
     ARROW_BATCH_ROWS = 122_880  # one DuckDB row group: the warehouse inserts batches in parallel
 
     def __init__(self, warehouse: Warehouse, snapshot: bool = False):
@@ -670,6 +670,8 @@ class _Batch:
         self._jsonl: dict[bool, list[tuple[bytes, pa.Table]]] = {}  # by valid UTF-8
         self._csv: dict[tuple[str, ...], list[tuple[bytes, pa.Table]]] = {}  # by header
         self._typed: dict[str, list[pa.Table]] = {}  # by schema
+        # Parquet files with only plain string event columns, by those columns: read by DuckDB
+        self._text_parquet: dict[tuple[str, ...], list[tuple[int, Path]]] = {}
         self._unreadable: list[tuple[int, str]] = []
         self._pending = 0
         self._checked = False  # rows in `validated` not yet written
@@ -706,18 +708,56 @@ class _Batch:
                 key = tuple(name.strip() for name in header)
                 self._csv.setdefault(key, []).append((text, table))
         else:
-            try:
-                table = pq.read_table(io.BytesIO(data))
-            except (pa.ArrowException, OSError) as exc:
-                self._unreadable.append((file_no, f"file is not valid Parquet: {exc}"))
+            columns = _text_parquet_columns(data)
+            if columns is not None:
+                self._text_parquet.setdefault(columns, []).append((file_no, file.path))
             else:
-                self._add_typed(_prepare_typed(table, file_no))
+                self._add_parquet(file_no, data)
         self._pending += len(data)
         if self._pending >= self.FLUSH_BYTES:
             self.flush()
 
+    def _add_parquet(self, file_no: int, data: bytes) -> None:
+        """A Parquet file read by pyarrow (any schema), or recorded as unreadable."""
+        try:
+            table = pq.read_table(io.BytesIO(data))
+        except (pa.ArrowException, OSError) as exc:
+            self._unreadable.append((file_no, f"file is not valid Parquet: {exc}"))
+        else:
+            self._add_typed(_prepare_typed(table, file_no))
+
     def _add_typed(self, table: pa.Table) -> None:
         self._typed.setdefault(table.schema.to_string(), []).append(table)
+
+    def _read_text_parquet(self, columns: tuple[str, ...], files: list[tuple[int, Path]]) -> None:
+        """Parquet files whose event columns are all plain strings, read together by DuckDB
+        (parallel, no Python per file) into the pending typed tables, as `_prepare_typed` would
+        have made them. Should DuckDB refuse a file (it checks UTF-8, pyarrow does not), the
+        group is read file by file by pyarrow instead. The files are read again from their
+        paths: a file replaced since it was hashed is ingested with its new content, and again
+        at the next run (its hash differs), where its unchanged rows are identical re-sends."""
+        paths = pa.table({
+            "path": pa.array([str(path) for _, path in files], pa.string()),
+            "file_no": pa.array([n for n, _ in files], pa.int32()),
+        })  # fmt: skip
+        selected = ", ".join(f'p."{name}"' for name in columns)
+        self.db.register("_mh_parquet_files", paths)
+        try:
+            table = self.db.sql(f"""
+select {selected}, (p.file_row_number + 1)::bigint as _mh_row, f.file_no as _mh_file_no
+from read_parquet({_lit_list(paths.column("path").to_pylist())}, filename = true,
+                  file_row_number = true) p
+join _mh_parquet_files f on f.path = p.filename""").to_arrow_table(self.ARROW_BATCH_ROWS)
+        except duckdb.Error:
+            for file_no, path in files:
+                self._add_parquet(file_no, path.read_bytes())
+        else:
+            self._add_typed(table.cast(pa.schema(
+                [pa.field(name, pa.string()) for name in columns]
+                + [pa.field("_mh_row", pa.int64()), pa.field("_mh_file_no", pa.int32())]
+            )))  # fmt: skip
+        finally:
+            self.db.unregister("_mh_parquet_files")
 
     def flush(self) -> None:
         """Check every pending row into `validated`, then write them to the warehouse: memory
@@ -726,6 +766,9 @@ class _Batch:
             self._check_jsonl(parts, valid_utf8)
         for header, parts in self._csv.items():
             self._check_csv(header, parts)
+        for columns, files in self._text_parquet.items():
+            self._read_text_parquet(columns, files)
+        self._text_parquet = {}
         for tables in self._typed.values():
             self._check_typed(pa.concat_tables(tables))
         if self._unreadable:
@@ -1238,6 +1281,26 @@ def _csv_record_lines(text: str) -> tuple[list[int], list[str]]:
         raws.append("".join(lines[previous : reader.line_num]).rstrip("\r\n"))
         previous = reader.line_num
     return starts, raws
+
+
+def _text_parquet_columns(data: bytes) -> tuple[str, ...] | None:
+    """The event columns of a Parquet file, in file order, when every one of them is a plain
+    string column (what DuckDB reads exactly as pyarrow does); None for any other file."""
+    try:
+        schema = pq.read_schema(io.BytesIO(data))
+    except (pa.ArrowException, OSError):
+        return None
+    if len(set(schema.names)) != len(schema.names):
+        return None
+    columns = tuple(f.name for f in schema if f.name in EVENT_FIELDS)
+    if not columns or any(schema.field(name).type != pa.string() for name in columns):
+        return None
+    return columns
+
+
+def _lit_list(texts: list[str]) -> str:
+    """A SQL list literal of strings."""
+    return "[" + ", ".join(_lit(text) for text in texts) + "]"
 
 
 def _is_text(t: pa.DataType) -> bool:
