@@ -9,7 +9,12 @@ the next run redoes the work (docs/ARCHITECTURE.md "Raw tables", DESIGN 3, 3b.9,
 
 The heavy lifting is vectorised in a scratch in-memory DuckDB (JSON parsing, regex checks,
 casts, hashing, dedup windows); the results reach the warehouse as Arrow through `Warehouse`,
-so DuckDB and Postgres warehouses behave the same. Decisions a reader may look for:
+so DuckDB and Postgres warehouses behave the same. Files are checked and written in chunks of
+about 64 MB of input inside the one transaction, so memory does not grow with the run; a chunk
+dedups against the versions earlier chunks wrote. Parquet files whose event columns are plain
+strings are read by DuckDB, all together; any other Parquet file by pyarrow (a property test
+holds both paths, and one chunk against one chunk per file, to the same tables). Decisions a
+reader may look for:
 
 - Line numbers are physical, 1-based line numbers of the file (CSV: the line the record starts
   on, the header being line 1). Blank lines (only JSON whitespace) are skipped and not counted
@@ -647,10 +652,11 @@ class _BatchFile:
 
 
 class _Batch:
-    """A scratch DuckDB holding one run's checked rows (`validated`), then the writes to the
-    warehouse. Files are parsed into Arrow as they come and checked in groups — all JSON Lines
-    together, CSV files per header, Parquet files per schema — one statement per group, since
-    planning a statement costs more than checking a small file.
+    """A scratch DuckDB holding one chunk's checked rows (`validated`), then their writes to
+    the warehouse. Files are parsed into Arrow as they come and checked in groups — all JSON
+    Lines together, CSV files per header, Parquet files per schema — one statement per group,
+    since planning a statement costs more than checking a small file. Once `FLUSH_BYTES` of
+    input are pending, the chunk is checked, deduplicated and written, and `validated` emptied.
 
     `snapshot=True` (warehouse tables): only the last row of an id within the source is a
     version; earlier rows of it count as duplicates."""
