@@ -1053,7 +1053,6 @@ select tenant_id, environment_id, event_id, event_name, external_customer_id, cu
     {at} as ingested_at, {source_file} as source_file, v.line_no as source_line, content_hash
 from validated v anti join _mh_duplicate_rows d on d.file_no = v.file_no and d.line_no = v.line_no
 where v.reason is null
-order by v.file_no, v.line_no
 """
         ).to_arrow_table(self.ARROW_BATCH_ROWS)
         warehouse.append_arrow(RAW_EVENTS, events)
