@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-seconds", type=float, default=20,
                         help="seconds of load at that rate, after 2 s of warm-up (default 20)")
     parser.add_argument("--skip-api", action="store_true", help="do not measure the read API")
+    parser.add_argument("--only-ingest", action="store_true",
+                        help="stop after generate and ingest (no baselines, build, API or "
+                             "incremental run): to measure ingest alone")
     parser.add_argument("--skip-incremental", action="store_true",
                         help="do not measure the incremental run")
     parser.add_argument("--spark", action="store_true",
@@ -265,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                        "skip_baselines": args.skip_baselines, "data": args.data or None,
                        "api_rate": args.api_rate, "api_seconds": args.api_seconds,
                        "skip_api": args.skip_api, "skip_incremental": args.skip_incremental,
+                       "only_ingest": args.only_ingest,
                        "incremental_fraction": args.incremental_fraction,
                        "time_limit_seconds": args.time_limit or None,
                        "memory_limit_gb": args.memory_limit_gb or None},
@@ -300,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         if not phases[label].get("ok"):
             break
     ingested = all(phases.get(s, {}).get("ok") for s in ("generate", "ingest"))
+    ingested = ingested and not args.only_ingest  # nothing after ingest runs
 
     # the baselines first: their timings stay unreported until the build agrees with them
     baselines_possible = ingested and not args.skip_baselines

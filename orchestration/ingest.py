@@ -9,7 +9,12 @@ the next run redoes the work (docs/ARCHITECTURE.md "Raw tables", DESIGN 3, 3b.9,
 
 The heavy lifting is vectorised in a scratch in-memory DuckDB (JSON parsing, regex checks,
 casts, hashing, dedup windows); the results reach the warehouse as Arrow through `Warehouse`,
-so DuckDB and Postgres warehouses behave the same. Decisions a reader may look for:
+so DuckDB and Postgres warehouses behave the same. Files are checked and written in chunks of
+about 64 MB of input inside the one transaction, so memory does not grow with the run; a chunk
+dedups against the versions earlier chunks wrote. Parquet files whose event columns are plain
+strings are read by DuckDB, all together; any other Parquet file by pyarrow (a property test
+holds both paths, and one chunk against one chunk per file, to the same tables). Decisions a
+reader may look for:
 
 - Line numbers are physical, 1-based line numbers of the file (CSV: the line the record starts
   on, the header being line 1). Blank lines (only JSON whitespace) are skipped and not counted
@@ -61,7 +66,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -281,7 +286,7 @@ def ingest_landing(
     """Ingest every new or changed landing file, in one transaction."""
     say = progress or (lambda message: None)
     ensure_raw_tables(warehouse)
-    with _Batch() as batch, warehouse.transaction():
+    with _Batch(warehouse) as batch, warehouse.transaction():
         _lock_raw_tables(warehouse)
         latest = _latest_file_ingests(warehouse)
         skipped: list[FileReport] = []
@@ -295,7 +300,7 @@ def ingest_landing(
                 continue
             batch.add_file(file, data, sha)
             say(f"{file.source_file}: {len(data):,} bytes read")
-        report = batch.write(warehouse)
+        report = batch.write()
     report = IngestReport(report.batch_id, tuple(report.files) + tuple(skipped),
                           report.reject_reasons)  # fmt: skip
     say(
@@ -329,7 +334,7 @@ def ingest_table(
     say = progress or (lambda message: None)
     source_file = f"table:{source_table}"
     ensure_raw_tables(warehouse)
-    with _Batch(snapshot=True) as batch, warehouse.transaction():
+    with _Batch(warehouse, snapshot=True) as batch, warehouse.transaction():
         _lock_raw_tables(warehouse)
         data = _read_source_table(
             warehouse, source_table, tenant_id, environment_id, tenant_id_column,
@@ -341,7 +346,7 @@ def ingest_table(
             say(f"{source_file}: unchanged since the last ingest, skipped")
             file = FileReport(source_file, tenant_id, environment_id, fingerprint, None, True)
             return IngestReport(f"skipped-{uuid.uuid4().hex[:8]}", (file,))
-        report = batch.write(warehouse)
+        report = batch.write()
     say(
         f"{source_file}: {report.rows_read:,} rows read, {report.accepted:,} accepted "
         f"({report.duplicates:,} duplicates), {report.rejected:,} rejected"
@@ -396,9 +401,11 @@ def _lit(text: str) -> str:
 def _has_nan(x: str) -> str:
     """True when compact JSON text `x` holds a NaN or Infinity token outside strings."""
     skeleton = f"regexp_replace({x}, '{_JSON_STRING}|{_JSON_NUMBER}', '', 'g')"
+    # a CASE, not AND: DuckDB may evaluate both sides of an AND for every row, and the
+    # skeleton is the costly part
     return (
-        f"(regexp_matches({x}, '{_NAN_SUSPECT}') "
-        f"and not regexp_full_match({skeleton}, '{_SKELETON_OK}'))"
+        f"(case when regexp_matches({x}, '{_NAN_SUSPECT}') "
+        f"then not regexp_full_match({skeleton}, '{_SKELETON_OK}') else false end)"
     )
 
 
@@ -572,8 +579,9 @@ def _checks() -> list[tuple[str, str]]:
 def _content_hash_input(columns: tuple[str, ...]) -> str:
     """An unambiguous text of the normalised content: each part prefixed with its length in
     bytes, '-' for NULL, the timestamp as UTC microseconds since the epoch."""
-    parts = [f"coalesce(strlen({c})::varchar || ':' || {c}, '-')" for c in columns]
-    return " || ".join(parts)
+    # one concat() call: chained || would build an intermediate string per operator
+    parts = [f"coalesce(strlen({c})::varchar || ':', '-'), {c}" for c in columns]
+    return f"concat({', '.join(parts)})"
 
 
 _VALIDATED_DDL = """
@@ -644,18 +652,23 @@ class _BatchFile:
 
 
 class _Batch:
-    """A scratch DuckDB holding one run's checked rows (`validated`), then the writes to the
-    warehouse. Files are parsed into Arrow as they come and checked in groups — all JSON Lines
-    together, CSV files per header, Parquet files per schema — one statement per group, since
-    planning a statement costs more than checking a small file.
+    """A scratch DuckDB holding one chunk's checked rows (`validated`), then their writes to
+    the warehouse. Files are parsed into Arrow as they come and checked in groups — all JSON
+    Lines together, CSV files per header, Parquet files per schema — one statement per group,
+    since planning a statement costs more than checking a small file. Once `FLUSH_BYTES` of
+    input are pending, the chunk is checked, deduplicated and written, and `validated` emptied.
 
     `snapshot=True` (warehouse tables): only the last row of an id within the source is a
     version; earlier rows of it count as duplicates."""
 
-    FLUSH_BYTES = 256 << 20  # input held before its rows are checked
+    FLUSH_BYTES = 64 << 20  # input held before its rows are checked and written
+    ARROW_BATCH_ROWS = 122_880  # one DuckDB row group: the warehouse inserts batches in parallel
 
-    def __init__(self, snapshot: bool = False):
+    def __init__(self, warehouse: Warehouse, snapshot: bool = False):
+        self.warehouse = warehouse
         self.snapshot = snapshot
+        self.ingested_at = datetime.now(UTC)
+        self.batch_id = f"{self.ingested_at:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
         self.db = duckdb.connect(":memory:")
         self.db.execute("set TimeZone = 'UTC'")
         self.db.execute(_VALIDATED_DDL)
@@ -663,8 +676,14 @@ class _Batch:
         self._jsonl: dict[bool, list[tuple[bytes, pa.Table]]] = {}  # by valid UTF-8
         self._csv: dict[tuple[str, ...], list[tuple[bytes, pa.Table]]] = {}  # by header
         self._typed: dict[str, list[pa.Table]] = {}  # by schema
+        # Parquet files with only plain string event columns, by those columns: read by DuckDB
+        self._text_parquet: dict[tuple[str, ...], list[tuple[int, Path]]] = {}
         self._unreadable: list[tuple[int, str]] = []
         self._pending = 0
+        self._checked = False  # rows in `validated` not yet written
+        # per file_no: rows read, accepted, rejected, duplicates (over every written chunk)
+        self._counts: dict[int, tuple[int, int, int, int]] = {}
+        self._reasons: dict[str, int] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -695,31 +714,82 @@ class _Batch:
                 key = tuple(name.strip() for name in header)
                 self._csv.setdefault(key, []).append((text, table))
         else:
-            try:
-                table = pq.read_table(io.BytesIO(data))
-            except (pa.ArrowException, OSError) as exc:
-                self._unreadable.append((file_no, f"file is not valid Parquet: {exc}"))
+            columns = _text_parquet_columns(data)
+            if columns is not None:
+                self._text_parquet.setdefault(columns, []).append((file_no, file.path))
             else:
-                self._add_typed(_prepare_typed(table, file_no))
+                self._add_parquet(file_no, data)
         self._pending += len(data)
         if self._pending >= self.FLUSH_BYTES:
             self.flush()
 
+    def _add_parquet(self, file_no: int, data: bytes) -> None:
+        """A Parquet file read by pyarrow (any schema), or recorded as unreadable."""
+        try:
+            table = pq.read_table(io.BytesIO(data))
+        except (pa.ArrowException, OSError) as exc:
+            self._unreadable.append((file_no, f"file is not valid Parquet: {exc}"))
+        else:
+            self._add_typed(_prepare_typed(table, file_no))
+
     def _add_typed(self, table: pa.Table) -> None:
         self._typed.setdefault(table.schema.to_string(), []).append(table)
 
+    def _read_text_parquet(self, columns: tuple[str, ...], files: list[tuple[int, Path]]) -> None:
+        """Parquet files whose event columns are all plain strings, read together by DuckDB
+        (parallel, no Python per file) into the pending typed tables, as `_prepare_typed` would
+        have made them. Should DuckDB refuse a file (it checks UTF-8, pyarrow does not), the
+        group is read file by file by pyarrow instead. The files are read again from their
+        paths: a file replaced since it was hashed is ingested with its new content, and again
+        at the next run (its hash differs), where its unchanged rows are identical re-sends."""
+        paths = pa.table({
+            "path": pa.array([str(path) for _, path in files], pa.string()),
+            "file_no": pa.array([n for n, _ in files], pa.int32()),
+        })  # fmt: skip
+        selected = ", ".join(f'p."{name}"' for name in columns)
+        self.db.register("_mh_parquet_files", paths)
+        try:
+            table = self.db.sql(f"""
+select {selected}, (p.file_row_number + 1)::bigint as _mh_row, f.file_no as _mh_file_no
+from read_parquet({_lit_list(paths.column("path").to_pylist())}, filename = true,
+                  file_row_number = true) p
+join _mh_parquet_files f on f.path = p.filename""").to_arrow_table(self.ARROW_BATCH_ROWS)
+        except duckdb.Error:
+            for file_no, path in files:
+                self._add_parquet(file_no, path.read_bytes())
+        else:
+            self._add_typed(table.cast(pa.schema(
+                [pa.field(name, pa.string()) for name in columns]
+                + [pa.field("_mh_row", pa.int64()), pa.field("_mh_file_no", pa.int32())]
+            )))  # fmt: skip
+        finally:
+            self.db.unregister("_mh_parquet_files")
+
     def flush(self) -> None:
-        """Check every pending row into `validated`."""
+        """Check every pending row into `validated`, then write them to the warehouse: memory
+        holds one chunk of input at a time, whatever the size of the run."""
         for valid_utf8, parts in self._jsonl.items():
             self._check_jsonl(parts, valid_utf8)
         for header, parts in self._csv.items():
             self._check_csv(header, parts)
+        for columns, files in self._text_parquet.items():
+            self._read_text_parquet(columns, files)
+        self._text_parquet = {}
         for tables in self._typed.values():
             self._check_typed(pa.concat_tables(tables))
         if self._unreadable:
             self._check_unreadable(self._unreadable)
         self._jsonl, self._csv, self._typed, self._unreadable = {}, {}, {}, []
         self._pending = 0
+        if self._checked:
+            self._write_checked()
+            self.db.execute("drop table validated")
+            self.db.execute(_VALIDATED_DDL)
+            self._checked = False
+
+    def _insert_validated(self, candidates_sql: str) -> None:
+        self.db.execute(_validate_into(candidates_sql))
+        self._checked = True
 
     def _scope(self) -> dict[str, str]:
         """path_tenant/path_env of a row from its file_no (a list literal: no join)."""
@@ -770,8 +840,8 @@ class _Batch:
             end"""
         exprs["line_no"] = "line_no"
         self.db.register("_mh_lines", pa.concat_tables([table for _, table in parts]))
-        self.db.execute(
-            _validate_into(f"""
+        self._insert_validated(
+            f"""
 with lines as (
     select file_no, line_no, {text} as line, {raw} as raw_line from _mh_lines
 ),
@@ -794,7 +864,7 @@ classified as (
     from parsed
 )
 select {_candidates(exprs)}
-from classified""")
+from classified"""
         )
         self.db.unregister("_mh_lines")
 
@@ -850,8 +920,8 @@ from classified""")
             "properties": "merged",
         })  # fmt: skip
         self.db.register("_mh_csv", pa.concat_tables([table for _, table in parts]))
-        self.db.execute(
-            _validate_into(f"""
+        self._insert_validated(
+            f"""
 with parsed as (
     select *, {_parse_json_text(cell("properties"))} as _mh_parsed from _mh_csv
 ),
@@ -868,7 +938,7 @@ combined as (
     from cells
 )
 select {_candidates(exprs)}
-from combined""")
+from combined"""
         )
         self.db.unregister("_mh_csv")
 
@@ -895,15 +965,15 @@ from combined""")
         parsed = _parse_json_text('"properties"') if text_properties else "null::varchar"
         self.db.register("_mh_typed", table.rename_columns(
             ["file_no" if n == "_mh_file_no" else n for n in table.column_names]))  # fmt: skip
-        self.db.execute(
-            _validate_into(f"""
+        self._insert_validated(
+            f"""
 with parsed as (
     select *, {parsed} as _mh_parsed from _mh_typed
 ),
 mapped as (
     select {_candidates(exprs)} from parsed
 )
-select * replace ({line_no} as line_no) from mapped""")
+select * replace ({line_no} as line_no) from mapped"""
         )
         if not order:
             self.db.execute(f"""
@@ -926,7 +996,7 @@ where validated.file_no = rejected.file_no and validated.line_no = rejected._mh_
         })  # fmt: skip
         exprs = {**self._scope(), "line_no": "0", "pre_reason": "pre_reason"}
         self.db.register("_mh_unreadable", table)
-        self.db.execute(_validate_into(f"select {_candidates(exprs)} from _mh_unreadable"))
+        self._insert_validated(f"select {_candidates(exprs)} from _mh_unreadable")
         self.db.unregister("_mh_unreadable")
 
     def add_table(self, source_file: str, data: pa.Table, previous_fingerprint: str) -> str:
@@ -947,68 +1017,73 @@ where validated.file_no = rejected.file_no and validated.line_no = rejected._mh_
         return fingerprint
 
     # -- dedup and writing -----------------------------------------------------------------------
-    def write(self, warehouse: Warehouse) -> IngestReport:
-        """Decide which accepted rows are new versions, append the three raw tables (inside
-        the caller's transaction) and report."""
+    def write(self) -> IngestReport:
+        """Write what is still pending and one row per file to `raw_ingested_files` (inside
+        the caller's transaction), and report."""
         self.flush()
-        ingested_at = datetime.now(UTC)
-        batch_id = f"{ingested_at:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
-        db = self.db
-        duplicates = self._duplicates(warehouse)
+        reports = []
+        for i, file in enumerate(self.files):
+            read, accepted, rejected, duplicates = self._counts.get(i, (0, 0, 0, 0))
+            reports.append(FileReport(
+                file.source_file, file.tenant_id, file.environment_id, file.file_sha256,
+                file.file_bytes, False, read, accepted, rejected, duplicates,
+            ))  # fmt: skip
+        self.warehouse.append_arrow(
+            RAW_INGESTED_FILES, _files_table(reports, self.batch_id, self.ingested_at)
+        )
+        reasons = dict(sorted(self._reasons.items(), key=lambda item: (-item[1], item[0])))
+        return IngestReport(self.batch_id, tuple(reports), reasons)
+
+    def _write_checked(self) -> None:
+        """Decide which accepted rows of `validated` are new versions and append them and the
+        rejects to the warehouse. Versions written by earlier chunks of this run are already
+        in the warehouse (same transaction), so dedup and `ingest_seq` continue from them."""
+        warehouse, db = self.warehouse, self.db
+        self._mark_duplicates(warehouse)
         base_seq = warehouse.query(
             f"select coalesce(max(ingest_seq), 0) from {warehouse.table(RAW_EVENTS)}"
         )[0][0]
-        accepted = db.sql(
-            """
-select file_no, line_no, tenant_id, environment_id, event_id, event_name,
-    external_customer_id, customer_id, source, event_timestamp, properties, content_hash
-from validated where reason is null
+        source_file = "[" + ", ".join(_lit(f.source_file) for f in self.files) + "][file_no + 1]"
+        at = f"{_lit(self.ingested_at.isoformat())}::timestamptz"
+        events = db.sql(
+            f"""
+select tenant_id, environment_id, event_id, event_name, external_customer_id, customer_id,
+    source, event_timestamp, properties,
+    {int(base_seq)} + row_number() over (order by v.file_no, v.line_no) as ingest_seq,
+    {at} as ingested_at, {source_file} as source_file, v.line_no as source_line, content_hash
+from validated v anti join _mh_duplicate_rows d on d.file_no = v.file_no and d.line_no = v.line_no
+where v.reason is null
 """
-        ).to_arrow_table()
-        accepted = _in_file_order(accepted)
-        is_duplicate = np.isin(_order_key(accepted), _order_key(duplicates))
-        stored = accepted.filter(pa.array(~is_duplicate))
-        source_files = pa.array([f.source_file for f in self.files], pa.string())
-        events = pa.table({
-            **{name: stored.column(name) for name in (
-                "tenant_id", "environment_id", "event_id", "event_name", "external_customer_id",
-                "customer_id", "source", "event_timestamp", "properties")},
-            "ingest_seq": pa.array(np.arange(base_seq + 1, base_seq + 1 + stored.num_rows)),
-            "ingested_at": _constant_timestamp(ingested_at, stored.num_rows),
-            "source_file": source_files.take(stored.column("file_no")),
-            "source_line": stored.column("line_no"),
-            "content_hash": stored.column("content_hash"),
-        })  # fmt: skip
+        ).to_arrow_table(self.ARROW_BATCH_ROWS)
+        warehouse.append_arrow(RAW_EVENTS, events)
+        del events
         rejects = db.sql(
             f"""
-select tenant_id, environment_id, file_no, line_no as source_line,
-    left(replace(raw_line, chr(0), '\\u0000'), {RAW_LINE_MAX_CHARS}) as raw_line, reason
+select tenant_id, environment_id, {source_file} as source_file, line_no as source_line,
+    left(replace(raw_line, chr(0), '\\u0000'), {RAW_LINE_MAX_CHARS}) as raw_line, reason,
+    {at} as rejected_at
 from validated where reason is not null
 order by file_no, line_no
 """
-        ).to_arrow_table()
-        rejects = pa.table({
-            "tenant_id": rejects.column("tenant_id"),
-            "environment_id": rejects.column("environment_id"),
-            "source_file": source_files.take(rejects.column("file_no")),
-            "source_line": rejects.column("source_line"),
-            "raw_line": rejects.column("raw_line"),
-            "reason": rejects.column("reason"),
-            "rejected_at": _constant_timestamp(ingested_at, rejects.num_rows),
-        })  # fmt: skip
-        reports = self._file_reports(accepted, is_duplicate)
-        warehouse.append_arrow(RAW_EVENTS, events)
+        ).to_arrow_table(self.ARROW_BATCH_ROWS)
         warehouse.append_arrow(RAW_EVENT_REJECTS, rejects)
-        warehouse.append_arrow(RAW_INGESTED_FILES, _files_table(reports, batch_id, ingested_at))
-        reasons = dict(db.execute(
-            "select reason, count(*) from validated where reason is not null "
-            "group by reason order by 2 desc, 1"
-        ).fetchall())  # fmt: skip
-        return IngestReport(batch_id, tuple(reports), reasons)
+        counts = db.execute("""
+select v.file_no, count(*), count(*) filter (where v.reason is null), count(v.reason),
+    count(d.file_no)
+from validated v left join _mh_duplicate_rows d on d.file_no = v.file_no and d.line_no = v.line_no
+group by v.file_no""").fetchall()  # fmt: skip
+        for file_no, read, accepted, rejected, duplicates in counts:
+            self._counts[file_no] = (read, accepted, rejected, duplicates)
+        for reason, n in db.execute(
+            "select reason, count(*) from validated where reason is not null group by reason"
+        ).fetchall():
+            self._reasons[reason] = self._reasons.get(reason, 0) + n
+        db.execute("drop table _mh_duplicate_rows")
 
-    def _duplicates(self, warehouse: Warehouse) -> pa.Table:
-        """(file_no, line_no) of the accepted rows that store nothing new. Only ids seen more
-        than once in the batch or already in the warehouse can have such rows."""
+    def _mark_duplicates(self, warehouse: Warehouse) -> None:
+        """`_mh_duplicate_rows`: (file_no, line_no) of the accepted rows that store nothing new.
+        Only ids seen more than once in the chunk or already in the warehouse can have such
+        rows."""
         db = self.db
         db.register("_mh_prior", _latest_versions(warehouse, db))
         if self.snapshot:
@@ -1021,8 +1096,9 @@ order by file_no, line_no
                 "coalesce(coalesce(lag(a.content_hash) over w, p.content_hash) "
                 "= a.content_hash, false)"
             )
-        result = db.sql(
+        db.execute(
             f"""
+create table _mh_duplicate_rows as
 with contested as (
     select tenant_id, environment_id, event_id from validated where reason is null
     group by all having count(*) > 1
@@ -1046,51 +1122,8 @@ decided as (
 )
 select file_no, line_no from decided where is_duplicate
 """
-        ).to_arrow_table()
+        )
         db.unregister("_mh_prior")
-        return result
-
-    def _file_reports(self, accepted: pa.Table, is_duplicate: np.ndarray) -> list[FileReport]:
-        counts = {
-            file_no: (read, rejected)
-            for file_no, read, rejected in self.db.execute(
-                "select file_no, count(*), count(reason) from validated group by file_no"
-            ).fetchall()
-        }
-        n = len(self.files)
-        file_no = accepted.column("file_no").to_numpy()
-        accepted_per_file = np.bincount(file_no, minlength=n)
-        duplicates_per_file = np.bincount(file_no[is_duplicate], minlength=n)
-        reports = []
-        for i, file in enumerate(self.files):
-            read, rejected = counts.get(i, (0, 0))
-            reports.append(FileReport(
-                file.source_file, file.tenant_id, file.environment_id, file.file_sha256,
-                file.file_bytes, False, read, int(accepted_per_file[i]), rejected,
-                int(duplicates_per_file[i]),
-            ))  # fmt: skip
-        return reports
-
-
-def _constant_timestamp(value: datetime, n: int) -> pa.Array:
-    micros = (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-    return pa.array(np.full(n, micros, dtype=np.int64)).cast(pa.timestamp("us", tz="UTC"))
-
-
-def _order_key(table: pa.Table) -> np.ndarray:
-    """(file_no, line_no) as one sortable integer."""
-    return (table.column("file_no").to_numpy().astype(np.int64) << 40) + table.column(
-        "line_no"
-    ).to_numpy().astype(np.int64)
-
-
-def _in_file_order(table: pa.Table) -> pa.Table:
-    """`table` sorted by (file_no, line_no); usually already is, as DuckDB keeps insertion
-    order here, but the ingest order must not depend on that."""
-    key = _order_key(table)
-    if len(key) < 2 or bool(np.all(key[1:] > key[:-1])):
-        return table
-    return table.take(pa.array(np.argsort(key, kind="stable")))
 
 
 def _files_table(reports: list[FileReport], batch_id: str, ingested_at: datetime) -> pa.Table:
@@ -1253,6 +1286,26 @@ def _csv_record_lines(text: str) -> tuple[list[int], list[str]]:
         raws.append("".join(lines[previous : reader.line_num]).rstrip("\r\n"))
         previous = reader.line_num
     return starts, raws
+
+
+def _text_parquet_columns(data: bytes) -> tuple[str, ...] | None:
+    """The event columns of a Parquet file, in file order, when every one of them is a plain
+    string column (what DuckDB reads exactly as pyarrow does); None for any other file."""
+    try:
+        schema = pq.read_schema(io.BytesIO(data))
+    except (pa.ArrowException, OSError):
+        return None
+    if len(set(schema.names)) != len(schema.names):
+        return None
+    columns = tuple(f.name for f in schema if f.name in EVENT_FIELDS)
+    if not columns or any(schema.field(name).type != pa.string() for name in columns):
+        return None
+    return columns
+
+
+def _lit_list(texts: list[str]) -> str:
+    """A SQL list literal of strings."""
+    return "[" + ", ".join(_lit(text) for text in texts) + "]"
 
 
 def _is_text(t: pa.DataType) -> bool:

@@ -6,6 +6,8 @@ and from plain Python parsing of the same inputs, never from the code under test
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -837,3 +839,100 @@ def test_find_landing_files_needs_tenant_and_environment(tmp_path: Path) -> None
     found = find_landing_files(tmp_path)
     assert [(f.source_file, f.tenant_id, f.environment_id, f.format) for f in found] == [
         (f"{T}/{E}/x/y.JSONL", T, E, "jsonl"), (f"{T}/{E}/x/z.json", T, E, "jsonl")]  # fmt: skip
+
+
+# -- the fast paths against the careful ones -------------------------------------------------
+
+MIXED_ROW = st.one_of(
+    GOOD,
+    BAD,
+    st.sampled_from([
+        {"event_id": "", "event_name": "n", "external_customer_id": "c",
+         "timestamp": "2024-01-01T00:00:00Z"},
+        {"event_id": "z", "event_name": "n", "external_customer_id": "c",
+         "timestamp": "2024-01-01T00:00:00.1234567Z"},
+        {"event_id": "z", "event_name": "n", "external_customer_id": "c",
+         "timestamp": "2024-01-01 00:00:00+05:30", "properties": '{"a": NaN}'},
+        {"event_id": "z", "event_name": "n", "external_customer_id": "c",
+         "timestamp": "1969-12-31T23:59:59Z", "properties": '{"a": 1e400}'},
+    ]),
+)  # fmt: skip
+
+
+def _mixed_row(item: Any) -> dict[str, Any] | str:
+    """A row as a dict of text fields (properties as JSON text), or a raw line."""
+    if isinstance(item, tuple):
+        _, ev = _good_line(*item)
+        return {**ev, "properties": json.dumps(ev["properties"])}
+    return item
+
+
+def _jsonl_line(row: dict[str, Any] | str) -> str:
+    """A JSON Lines line with the properties text written verbatim (NaN, 1e400 stay)."""
+    if isinstance(row, str):
+        return row
+    head = json.dumps({k: v for k, v in row.items() if k != "properties"})
+    return head if "properties" not in row else f'{head[:-1]}, "properties": {row["properties"]}}}'
+
+
+def _write_mixed(landing: Path, files: list[tuple[str, list[Any]]]) -> None:
+    fields = ["event_id", "event_name", "external_customer_id", "timestamp", "properties"]
+    for n, (fmt, items) in enumerate(files):
+        rows_ = [_mixed_row(i) for i in items]
+        if fmt == "jsonl":
+            lines = [_jsonl_line(r) for r in rows_]
+            write(landing, f"{n:02d}.jsonl", "\n".join(lines) + "\n")
+            continue
+        dicts = [r for r in rows_ if isinstance(r, dict)]
+        if fmt == "csv":
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(dicts)
+            write(landing, f"{n:02d}.csv", out.getvalue())
+            continue
+        columns = {f: [d.get(f) for d in dicts] for f in fields}
+        if fmt == "parquet_int_ids":  # not all strings: the pyarrow path
+            columns["event_id"] = [hash(v) % 1000 if v else None for v in columns["event_id"]]
+        path = landing / T / E / f"{n:02d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table(columns), path)
+
+
+def _raw_contents(config: WarehouseConfig) -> tuple[list, list, list]:
+    return (
+        rows(config, 'select * exclude (ingested_at) from "{s}".raw_events order by ingest_seq'),
+        rows(config, 'select * exclude (rejected_at) from "{s}".raw_event_rejects '
+                     "order by source_file, source_line"),
+        rows(config, 'select * exclude (ingested_at, batch_id) from "{s}".raw_ingested_files '
+                     "order by source_file"),
+    )  # fmt: skip
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(
+    st.tuples(st.sampled_from(["jsonl", "csv", "parquet", "parquet_int_ids"]),
+              st.lists(MIXED_ROW, max_size=20)),
+    min_size=1, max_size=5,
+))  # fmt: skip
+def test_fast_paths_store_what_the_careful_paths_store(
+    tmp_path_factory, monkeypatch, files
+) -> None:
+    """One chunk with Parquet read by DuckDB (the fast paths) against one chunk per file with
+    every Parquet file read by pyarrow: the same raw_events, rejects and file rows."""
+    import orchestration.ingest as ingest_module
+
+    root = tmp_path_factory.mktemp("paths")
+    landing = root / "landing"
+    _write_mixed(landing, files)
+    fast = WarehouseConfig(duckdb_path=str(root / "fast.duckdb"))
+    ingest(fast, landing)
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest_module._Batch, "FLUSH_BYTES", 1)
+        patch.setattr(ingest_module, "_text_parquet_columns", lambda data: None)
+        careful = WarehouseConfig(duckdb_path=str(root / "careful.duckdb"))
+        report = ingest(careful, landing)
+    check_counts(careful, report)
+    assert _raw_contents(fast) == _raw_contents(careful)
