@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -306,7 +307,36 @@ def incremental(spec: dict[str, Any]) -> dict[str, Any]:
         "events_per_second": increment.events / seconds if seconds else None,
         "run_results": str(run_results) if run_results else None,
         "incremental_models": _incremental_models(manifest),
+        "steps": run_steps(Path(spec["logs_dir"]) / "incremental_meterhouse_run.log", seconds),
     }
+
+
+_STEP_LINE = re.compile(r"^\s*([0-9.]+)s \u25b6 (\S+)")
+
+
+def run_steps(log: Path, total_seconds: float) -> list[dict[str, Any]]:
+    """Seconds per step of a `meterhouse run`, from its progress lines ('  3.7s \u25b6 calendars'):
+    start-up before the first step, then each step until the next one starts."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return []
+    starts = [(float(m.group(1)), m.group(2)) for m in map(_STEP_LINE.match, text.splitlines())
+              if m]
+    if not starts:
+        return []
+    # the progress clock starts when the pipeline does; the rest of the wall time is start-up
+    # (interpreter, Dagster definitions) and the exit
+    ends = [at for at, _ in starts[1:]] + [max(starts[-1][0], _finished_at(text))]
+    steps = [{"step": name, "seconds": end - at} for (at, name), end in zip(starts, ends)]
+    steps.insert(0, {"step": "start-up, Dagster, exit",
+                     "seconds": max(total_seconds - (ends[-1] - starts[0][0]), 0.0)})
+    return steps
+
+
+def _finished_at(text: str) -> float:
+    found = re.findall(r"pipeline finished in ([0-9.]+) s", text)
+    return float(found[-1]) if found else 0.0
 
 
 def _raw_counts(warehouse: Path) -> int:

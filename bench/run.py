@@ -351,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         phases["incremental"] = step("incremental", "incremental", common,
                                      f"incremental run ({args.incremental_fraction:.0%} new "
                                      "events, `meterhouse run`)")
+        if phases["incremental"].get("run_results"):
+            report["incremental_profile"] = profile(
+                load_run_results(Path(phases["incremental"]["run_results"])))
         if phases["incremental"].get("ok") and "duckdb" in engine_specs:
             _check_after_incremental(layout, common, limits, report)
 
@@ -753,6 +756,17 @@ def render(report: dict[str, Any]) -> str:
                          f"{model['share'] * 100:>5.1f}%")
         lines.append(f"  {'data tests':44}{prof['data_test_seconds']:>9.1f} s")
         lines.append(f"  {'unit tests':44}{prof['unit_test_seconds']:>9.1f} s")
+
+    inc_prof = report.get("incremental_profile", {})
+    if incremental.get("steps"):
+        lines += ["", f"where the incremental run spends its time ({incremental['seconds']:.1f} s):"]
+        for step in incremental["steps"]:
+            lines.append(f"  {step['step']:44}{step['seconds']:>9.1f} s")
+        if inc_prof.get("available"):
+            lines.append("  of which in dbt, by model:")
+            for model in inc_prof["top_models"][:8]:
+                lines.append(f"    {model['model']:42}{model['seconds']:>9.1f} s")
+            lines.append(f"    {'data tests':42}{inc_prof['data_test_seconds']:>9.1f} s")
 
     if api.get("ok"):
         alone = api["one_at_a_time"]
