@@ -48,6 +48,7 @@ REQUIRED_TABLES = ("catalog_api_keys", "catalog_meters", "fct_meter_usage_minute
 class NothingToServe(RuntimeError):
     """The warehouse (in the configured schema) lacks the tables the API needs."""
 KEEP_SNAPSHOTS = 3
+BUILD_STATE_PREFIX = "state_"
 # Copies are sorted by the columns requests look rows up by (those of these a table has), in
 # small row groups: a request then reads the few row groups whose min/max statistics hold its
 # series instead of scanning the table (~1 ms instead of ~15 ms per lookup at 4M rows).
@@ -130,8 +131,11 @@ def publish_snapshot(config: WarehouseConfig, serving_dir: str | Path = "",
                 "where table_catalog = current_database() and table_schema = ? "
                 "and table_name = ?", [config.schema_name, table]).fetchall()}
             order = [_quote(c) for c in LOOKUP_ORDER if c in columns]
+            # fct_meter_usage's mergeable states are for batch builds, not for requests
+            states = sorted(c for c in columns if c.startswith(BUILD_STATE_PREFIX))
+            exclude = f" exclude ({', '.join(map(_quote, states))})" if states else ""
             conn.execute(f"create table snapshot.main.{_quote(table)} as "
-                         f"select * from {source_schema}.{_quote(table)}"
+                         f"select *{exclude} from {source_schema}.{_quote(table)}"
                          + (f" order by {', '.join(order)}" if order else ""))
         conn.execute(f"create table snapshot.main.{SNAPSHOT_INFO} as select "
                      "cast(? as timestamptz) as published_at, ? as warehouse_path, "

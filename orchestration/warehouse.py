@@ -104,7 +104,7 @@ class Warehouse:
             self._conn.execute("set TimeZone = 'UTC'")
             # as dbt's profile: beyond this DuckDB spills to disk instead of taking the machine
             self._conn.execute("set memory_limit = ?",
-                               [os.environ.get("MH_DUCKDB_MEMORY_LIMIT", "4GB")])
+                               [os.environ.get("MH_DUCKDB_MEMORY_LIMIT", "3GB")])
         elif self.config.target == "postgres":
             import psycopg2
 

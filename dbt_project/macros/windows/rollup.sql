@@ -36,13 +36,10 @@
 
 {#- Postgres: LATEST by ranking the members (a CTE used twice is computed once there). -#}
 {% macro default__mh_rollup_level(size, members) -%}
-{%- set series = 'tenant_id, environment_id, meter_id, external_customer_id' -%}
+{%- set series = 'series_id' -%}
 rollup_{{ size | lower }} as (
     select
-        states.tenant_id,
-        states.environment_id,
-        states.meter_id,
-        states.external_customer_id,
+        states.series_id,
         '{{ size }}' as window_size,
         states.window_start,
         states.window_end,
@@ -64,9 +61,9 @@ rollup_{{ size | lower }} as (
             {{ series }},
             parent_start as window_start,
             max(parent_end) as window_end,
-            timezone,
-            month_anchor_key,
-            month_source,
+            max(timezone) as timezone,
+            max(month_anchor_key) as month_anchor_key,
+            max(month_source) as month_source,
             max(aggregation_type) as aggregation_type,
             sum(state_events) as state_events,
             sum(state_values) as state_values,
@@ -74,7 +71,7 @@ rollup_{{ size | lower }} as (
             max(state_max) as state_max,
             min(state_first_minute) as state_first_minute
         from {{ members }}
-        group by {{ series }}, parent_start, timezone, month_anchor_key, month_source
+        group by {{ series }}, parent_start
     ) as states
     left join (
         select
@@ -116,7 +113,7 @@ rollup_{{ size | lower }} as (
 {%- endmacro %}
 
 {% macro mh_rollup_level_by_struct(size, members) -%}
-{%- set series = 'tenant_id, environment_id, meter_id, external_customer_id' -%}
+{%- set series = 'series_id' -%}
 rollup_{{ size | lower }} as (
     select
         {{ series }},
@@ -141,9 +138,9 @@ rollup_{{ size | lower }} as (
             {{ series }},
             parent_start as window_start,
             max(parent_end) as window_end,
-            timezone,
-            month_anchor_key,
-            month_source,
+            max(timezone) as timezone,
+            max(month_anchor_key) as month_anchor_key,
+            max(month_source) as month_source,
             max(aggregation_type) as aggregation_type,
             sum(state_events) as state_events,
             sum(state_values) as state_values,
@@ -155,7 +152,7 @@ rollup_{{ size | lower }} as (
                               ('e', 'state_latest_event_id'), ('v', 'state_latest_value')]) }}
             end) as latest_state
         from {{ members }}
-        group by {{ series }}, parent_start, timezone, month_anchor_key, month_source
+        group by {{ series }}, parent_start
     ) as states
 )
 {%- endmacro %}

@@ -39,7 +39,7 @@
 {%- set chained = target.type != 'spark' -%}
 {%- set month_sources = ['MINUTE', '15MIN', '30MIN', 'HOUR', '3HOUR', '6HOUR', '12HOUR', 'DAY'] -%}
 {%- set rollup_types = "'COUNT', 'SUM', 'SUM_WITH_MULTIPLIER', 'AVG', 'LATEST', 'MAX'" -%}
-{%- set rollup_columns = 'tenant_id, environment_id, meter_id, external_customer_id, window_size, '
+{%- set rollup_columns = 'series_id, window_size, '
     ~ 'window_start, window_end, timezone, month_anchor_key, month_source, aggregation_type, '
     ~ 'state_events, state_values, state_sum, state_max, state_first_minute, '
     ~ 'state_latest_timestamp, state_latest_ingest_seq, state_latest_event_id, state_latest_value' -%}
@@ -96,10 +96,80 @@ rollup_minutes as {{ mh_not_materialized() }} (
     {%- endif %}
 ),
 
+{%- if mh_incremental_batch() %}
+
+{#- The stored windows (unchanged: the pre-hook deleted the changed ones) inside a changed
+    window one size up, read in one pass: each size's windows make the next size's, and those
+    of a customer's month_source also make its MONTH. -#}
+parent_sizes as (
+    {%- for size, source in rollup_sizes %}
+    select '{{ source }}' as child_size, '{{ size }}' as parent_size union all
+    {%- endfor %}
+    {%- for month_source in month_sources %}
+    select '{{ month_source }}' as child_size, 'MONTH' as parent_size
+    {{- ' union all' if not loop.last }}
+    {%- endfor %}
+),
+
+stored_children_by_key as (
+    select
+        stored.tenant_id, stored.environment_id, stored.meter_id, stored.external_customer_id,
+        stored.window_size, stored.window_start, stored.window_end, stored.timezone,
+        coalesce(calendars.month_anchor_key, '') as month_anchor_key,
+        coalesce(calendars.month_source, 'DAY') as month_source,
+        stored.aggregation_type, stored.state_events, stored.state_values, stored.state_sum,
+        stored.state_max, stored.state_first_minute, stored.state_latest_timestamp,
+        stored.state_latest_ingest_seq, stored.state_latest_event_id, stored.state_latest_value,
+        parent_sizes.parent_size
+    from {{ this }} as stored
+    inner join parent_sizes
+        on parent_sizes.child_size = stored.window_size
+    left join customer_calendars as calendars
+        on stored.tenant_id = calendars.tenant_id
+        and stored.environment_id = calendars.environment_id
+        and stored.external_customer_id = calendars.external_customer_id
+    inner join {{ ref('int_changed_windows') }} as changed
+        on changed.tenant_id = stored.tenant_id
+        and changed.environment_id = stored.environment_id
+        and changed.external_customer_id = stored.external_customer_id
+        and changed.window_size = parent_sizes.parent_size
+        and stored.window_start >= changed.window_start
+        and stored.window_start < changed.window_end
+    where stored.state_first_minute is not null
+        and (parent_sizes.parent_size <> 'MONTH'
+            or stored.window_size = coalesce(calendars.month_source, 'DAY'))
+),
+{%- endif %}
+
+{#- A number per (tenant, environment, meter, customer): the levels group by it, not by four
+    strings. -#}
+series as (
+    select
+        {{ series_keys }},
+        row_number() over (order by {{ series_keys }}) as series_id
+    from (
+        select distinct {{ series_keys }} from rollup_minutes
+        {%- if mh_incremental_batch() %}
+        union
+        select distinct {{ series_keys }} from stored_children_by_key
+        {%- endif %}
+    ) as keys
+),
+
+{%- if mh_incremental_batch() %}
+
+stored_children as (
+    select series.series_id, stored.*
+    from stored_children_by_key as stored
+    inner join series
+        on {{ mh_join_on(series_keys, 'stored', 'series') }}
+),
+{%- endif %}
+
 rollup_minute_members as {{ mh_not_materialized() }} (
     select
-        tenant_id, environment_id, meter_id, external_customer_id, timezone, month_anchor_key,
-        month_source, aggregation_type,
+        series.series_id, minutes.timezone, minutes.month_anchor_key,
+        minutes.month_source, minutes.aggregation_type,
         minute_start as parent_start,
         {{ mh_add_minute('minute_start') }} as parent_end,
         event_count as state_events,
@@ -111,10 +181,13 @@ rollup_minute_members as {{ mh_not_materialized() }} (
         latest_ingest_seq as state_latest_ingest_seq,
         latest_event_id as state_latest_event_id,
         latest_value as state_latest_value
-    from rollup_minutes
+    from rollup_minutes as minutes
+    inner join series
+        on {{ mh_join_on(series_keys, 'minutes', 'series') }}
 ),
 
 {{ mh_rollup_level('MINUTE', 'rollup_minute_members') }},
+
 
 {%- for size, source in rollup_sizes + [('MONTH', none)] %}
 {%- set level = 'rollup_' ~ size | lower %}
@@ -137,39 +210,13 @@ rollup_minute_members as {{ mh_not_materialized() }} (
 
     union all
 
-    select {{ rollup_columns }}
-    from (
-        select
-            stored.*,
-            coalesce(calendars.month_anchor_key, '') as month_anchor_key,
-            coalesce(calendars.month_source, 'DAY') as month_source
-        from {{ this }} as stored
-        left join customer_calendars as calendars
-            on stored.tenant_id = calendars.tenant_id
-            and stored.environment_id = calendars.environment_id
-            and stored.external_customer_id = calendars.external_customer_id
-        where stored.state_first_minute is not null
-        {%- if size != 'MONTH' %}
-            and stored.window_size = '{{ source }}'
-        {%- endif %}
-    ) as stored
-    where {% if size == 'MONTH' %}stored.window_size = stored.month_source and {% endif -%}
-        exists (
-        select 1 from {{ ref('int_changed_windows') }} as changed
-        where changed.tenant_id = stored.tenant_id
-            and changed.environment_id = stored.environment_id
-            and changed.external_customer_id = stored.external_customer_id
-            and changed.window_size = '{{ size }}'
-            and stored.window_start >= changed.window_start
-            and stored.window_start < changed.window_end
-    )
+    select {{ rollup_columns }} from stored_children where parent_size = '{{ size }}'
     {%- endif %}
 ),
 
 {{ level }}_members as {{ mh_not_materialized() }} (
     select
-        children.tenant_id, children.environment_id, children.meter_id,
-        children.external_customer_id, children.timezone, children.month_anchor_key,
+        children.series_id, children.timezone, children.month_anchor_key,
         children.month_source, children.aggregation_type,
         calendar.bucket_start as parent_start,
         calendar.bucket_end as parent_end,
@@ -199,10 +246,12 @@ rollup_windows as (
 
 rollup_valued as (
     select
-        {{ window_keys }},
-        window_end,
-        timezone,
-        aggregation_type,
+        {% for key in series_keys.split(', ') %}series.{{ key }}, {% endfor %}
+        windows.window_size,
+        windows.window_start,
+        windows.window_end,
+        windows.timezone,
+        windows.aggregation_type,
         case aggregation_type
             when 'COUNT' then cast(state_events as {{ mh_value_type() }})
             when 'SUM' then cast(state_sum as {{ mh_value_type() }})
@@ -216,7 +265,9 @@ rollup_valued as (
         state_events, state_values, state_sum, state_max, state_first_minute,
         state_latest_timestamp, state_latest_ingest_seq, state_latest_event_id,
         state_latest_value
-    from rollup_windows
+    from rollup_windows as windows
+    inner join series
+        on series.series_id = windows.series_id
 ),
 
 {#- Minute path. -#}
