@@ -428,24 +428,6 @@ window_states as (
     group by {{ window_keys }}
 ),
 
-latest_ranked as (
-    select
-        {{ window_keys }},
-        latest_value,
-        row_number() over (
-            partition by {{ window_keys }}
-            order by latest_timestamp desc, latest_ingest_seq desc, latest_event_id desc
-        ) as latest_rank
-    from minutes_in_windows
-    where aggregation_type = 'LATEST' and latest_value is not null
-),
-
-latest_values as (
-    select {{ window_keys }}, latest_value
-    from latest_ranked
-    where latest_rank = 1
-),
-
 bucket_group_maxima as (
     select {{ window_keys }}, meter_bucket_start, group_value, max(value_max) as bucket_max
     from minutes_in_windows
@@ -574,29 +556,20 @@ weighted_values as (
     group by {{ window_keys }}
 ),
 
-
-
+{#- (the minute path holds only bucketed MAX, COUNT_UNIQUE and WEIGHTED_SUM) -#}
 valued as (
     select
         states.*,
         case states.aggregation_type
-            when 'COUNT' then cast(states.event_count as {{ mh_value_type() }})
-            when 'SUM' then cast(states.value_sum as {{ mh_value_type() }})
-            when 'SUM_WITH_MULTIPLIER' then cast(states.value_sum as {{ mh_value_type() }})
-            when 'AVG' then {{ mh_divide('states.value_sum', 'states.value_count') }}
-            when 'MAX' then cast(
-                coalesce(bucketed.bucketed_max, states.value_max) as {{ mh_value_type() }})
-            when 'LATEST' then cast(latest.latest_value as {{ mh_value_type() }})
+            when 'MAX' then cast(bucketed.bucketed_max as {{ mh_value_type() }})
             when 'COUNT_UNIQUE' then cast(distinct_counts.distinct_count as {{ mh_value_type() }})
             when 'WEIGHTED_SUM' then weighted.weighted_value
         end as value,
         case states.aggregation_type
-            when 'COUNT' then states.event_count
             when 'COUNT_UNIQUE' then states.text_count
             else states.value_count
         end as contributing_events
     from window_states as states
-    left join latest_values as latest on {{ mh_join_on(window_keys, 'states', 'latest') }}
     left join bucketed_max_values as bucketed on {{ mh_join_on(window_keys, 'states', 'bucketed') }}
     left join distinct_counts on {{ mh_join_on(window_keys, 'states', 'distinct_counts') }}
     left join weighted_values as weighted on {{ mh_join_on(window_keys, 'states', 'weighted') }}
