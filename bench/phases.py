@@ -328,7 +328,8 @@ def run_steps(log: Path, total_seconds: float) -> list[dict[str, Any]]:
     # the progress clock starts when the pipeline does; the rest of the wall time is start-up
     # (interpreter, Dagster definitions) and the exit
     ends = [at for at, _ in starts[1:]] + [max(starts[-1][0], _finished_at(text))]
-    steps = [{"step": name, "seconds": end - at} for (at, name), end in zip(starts, ends)]
+    steps = [{"step": name, "seconds": end - at}
+             for (at, name), end in zip(starts, ends, strict=True)]
     steps.insert(0, {"step": "start-up, Dagster, exit",
                      "seconds": max(total_seconds - (ends[-1] - starts[0][0]), 0.0)})
     return steps

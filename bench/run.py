@@ -759,7 +759,8 @@ def render(report: dict[str, Any]) -> str:
 
     inc_prof = report.get("incremental_profile", {})
     if incremental.get("steps"):
-        lines += ["", f"where the incremental run spends its time ({incremental['seconds']:.1f} s):"]
+        lines += ["", "where the incremental run spends its time "
+                      f"({incremental['seconds']:.1f} s):"]
         for step in incremental["steps"]:
             lines.append(f"  {step['step']:44}{step['seconds']:>9.1f} s")
         if inc_prof.get("available"):

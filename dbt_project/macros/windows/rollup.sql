@@ -60,16 +60,7 @@ rollup_{{ size | lower }} as (
         select
             {{ series }},
             parent_start as window_start,
-            max(parent_end) as window_end,
-            max(timezone) as timezone,
-            max(month_anchor_key) as month_anchor_key,
-            max(month_source) as month_source,
-            max(aggregation_type) as aggregation_type,
-            sum(state_events) as state_events,
-            sum(state_values) as state_values,
-            sum(state_sum) as state_sum,
-            max(state_max) as state_max,
-            min(state_first_minute) as state_first_minute
+            {{ mh_rollup_state_merge() }}
         from {{ members }}
         group by {{ series }}, parent_start
     ) as states
@@ -137,16 +128,7 @@ rollup_{{ size | lower }} as (
         select
             {{ series }},
             parent_start as window_start,
-            max(parent_end) as window_end,
-            max(timezone) as timezone,
-            max(month_anchor_key) as month_anchor_key,
-            max(month_source) as month_source,
-            max(aggregation_type) as aggregation_type,
-            sum(state_events) as state_events,
-            sum(state_values) as state_values,
-            sum(state_sum) as state_sum,
-            max(state_max) as state_max,
-            min(state_first_minute) as state_first_minute,
+            {{ mh_rollup_state_merge() }},
             max(case when aggregation_type = 'LATEST' and state_latest_value is not null then
                 {{ mh_struct([('t', 'state_latest_timestamp'), ('s', 'state_latest_ingest_seq'),
                               ('e', 'state_latest_event_id'), ('v', 'state_latest_value')]) }}
@@ -170,4 +152,19 @@ rollup_{{ size | lower }} as (
 {%- endmacro %}
 {% macro spark__mh_struct(fields) -%}
     named_struct({%- for name, expression in fields %}'{{ name }}', {{ expression }}{{ ', ' if not loop.last }}{% endfor -%})
+{%- endmacro %}
+
+{#- The merge of the members' states into their window's (the customer's calendar columns are
+    the same on every member of a window). -#}
+{% macro mh_rollup_state_merge() -%}
+        max(parent_end) as window_end,
+            max(timezone) as timezone,
+            max(month_anchor_key) as month_anchor_key,
+            max(month_source) as month_source,
+            max(aggregation_type) as aggregation_type,
+            sum(state_events) as state_events,
+            sum(state_values) as state_values,
+            sum(state_sum) as state_sum,
+            max(state_max) as state_max,
+            min(state_first_minute) as state_first_minute
 {%- endmacro %}

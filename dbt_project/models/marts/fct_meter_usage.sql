@@ -283,6 +283,8 @@ changed_spans as (
     group by tenant_id, environment_id, external_customer_id
 ),
 
+{%- endif %}
+
 minutely as {{ mh_not_materialized() }} (
     select minutely.*
     from {{ ref('fct_meter_usage_minutely') }} as minutely
@@ -291,6 +293,7 @@ minutely as {{ mh_not_materialized() }} (
         and minutely.environment_id = meters.environment_id
         and minutely.meter_id = meters.meter_id
         and not meters.rolls_up
+    {%- if mh_incremental_batch() %}
     where exists (
             select 1 from changed_spans as spans
             where spans.tenant_id = minutely.tenant_id
@@ -301,18 +304,8 @@ minutely as {{ mh_not_materialized() }} (
         )
         or {{ mh_changed('meter', 'minutely') }}
         or (minutely.aggregation_type = 'WEIGHTED_SUM' and {{ mh_changed('customer', 'minutely') }})
+    {%- endif %}
 ),
-{%- else %}
-minutely as {{ mh_not_materialized() }} (
-    select minutely.*
-    from {{ ref('fct_meter_usage_minutely') }} as minutely
-    inner join meters
-        on minutely.tenant_id = meters.tenant_id
-        and minutely.environment_id = meters.environment_id
-        and minutely.meter_id = meters.meter_id
-        and not meters.rolls_up
-),
-{%- endif %}
 
 distinct_values as {{ mh_not_materialized() }} (
     select * from {{ ref('fct_meter_distinct_values_minutely') }}
