@@ -30,16 +30,15 @@
   end of the window holding them (parent_start, parent_end). Sums and maxima merge; LATEST
   keeps the child state with the latest (timestamp, ingestion, event id).
 -#}
-{% macro mh_rollup_level(size, members) -%}
-    {{ return(adapter.dispatch('mh_rollup_level', 'meterhouse')(size, members)) }}
+{% macro mh_rollup_level(size, members, series='series_id') -%}
+    {{ return(adapter.dispatch('mh_rollup_level', 'meterhouse')(size, members, series)) }}
 {%- endmacro %}
 
 {#- Postgres: LATEST by ranking the members (a CTE used twice is computed once there). -#}
-{% macro default__mh_rollup_level(size, members) -%}
-{%- set series = 'series_id' -%}
+{% macro default__mh_rollup_level(size, members, series) -%}
 rollup_{{ size | lower }} as (
     select
-        states.series_id,
+        {% for key in series.split(', ') %}states.{{ key }}, {% endfor %}
         '{{ size }}' as window_size,
         states.window_start,
         states.window_end,
@@ -96,15 +95,14 @@ rollup_{{ size | lower }} as (
   same aggregation, so the members are read once (Spark inlines CTEs: a level read twice
   would double the plan at every size).
 -#}
-{% macro duckdb__mh_rollup_level(size, members) -%}
-    {{ return(mh_rollup_level_by_struct(size, members)) }}
+{% macro duckdb__mh_rollup_level(size, members, series) -%}
+    {{ return(mh_rollup_level_by_struct(size, members, series)) }}
 {%- endmacro %}
-{% macro spark__mh_rollup_level(size, members) -%}
-    {{ return(mh_rollup_level_by_struct(size, members)) }}
+{% macro spark__mh_rollup_level(size, members, series) -%}
+    {{ return(mh_rollup_level_by_struct(size, members, series)) }}
 {%- endmacro %}
 
-{% macro mh_rollup_level_by_struct(size, members) -%}
-{%- set series = 'series_id' -%}
+{% macro mh_rollup_level_by_struct(size, members, series) -%}
 rollup_{{ size | lower }} as (
     select
         {{ series }},
@@ -167,4 +165,122 @@ rollup_{{ size | lower }} as (
             sum(state_sum) as state_sum,
             max(state_max) as state_max,
             min(state_first_minute) as state_first_minute
+{%- endmacro %}
+
+{#- A rollup window's value and contributing events from its states. -#}
+{% macro mh_rollup_value_columns() -%}
+        case aggregation_type
+            when 'COUNT' then cast(state_events as {{ mh_value_type() }})
+            when 'SUM' then cast(state_sum as {{ mh_value_type() }})
+            when 'SUM_WITH_MULTIPLIER' then cast(state_sum as {{ mh_value_type() }})
+            when 'AVG' then {{ mh_divide('state_sum', 'state_values') }}
+            when 'MAX' then cast(state_max as {{ mh_value_type() }})
+            when 'LATEST' then cast(state_latest_value as {{ mh_value_type() }})
+        end as value,
+        case aggregation_type when 'COUNT' then state_events else state_values end
+            as contributing_events,
+        state_events, state_values, state_sum, state_max, state_first_minute,
+        state_latest_timestamp, state_latest_ingest_seq, state_latest_event_id,
+        state_latest_value
+{%- endmacro %}
+
+{#-
+  Post-hook of fct_meter_usage (one per size, smallest first): insert the rollup windows of
+  `size` merged from the rows of its child size already in the table (the next smaller size;
+  for MONTH the customer's month_source). A full build merges every child; a batch run the
+  children inside a changed window of `size` (recomputed by the earlier statements, or stored
+  and unchanged) and every child of a changed meter: exactly the windows the pre-hook deleted.
+-#}
+{% macro mh_rollup_insert(size) -%}
+{%- set child_size = {'15MIN': 'MINUTE', '30MIN': '15MIN', 'HOUR': '30MIN', '3HOUR': 'HOUR',
+    '6HOUR': '3HOUR', '12HOUR': '6HOUR', 'DAY': '12HOUR', 'WEEK': 'DAY'} -%}
+{%- set series = 'tenant_id, environment_id, meter_id, external_customer_id' -%}
+insert into {{ this }} (
+    tenant_id, environment_id, meter_id, external_customer_id, window_size, window_start,
+    window_end, timezone, aggregation_type, value, event_count, state_events, state_values,
+    state_sum, state_max, state_first_minute, state_latest_timestamp, state_latest_ingest_seq,
+    state_latest_event_id, state_latest_value
+)
+with customer_calendars as (
+    select
+        tenant_id,
+        environment_id,
+        external_customer_id,
+        month_anchor_key,
+        {{ mh_month_rollup_source('month_anchor_key') }} as month_source
+    from {{ ref('stg_customer_usage_calendars') }}
+),
+
+children as (
+    select
+        children.*,
+        coalesce(calendars.month_anchor_key, '') as month_anchor_key,
+        coalesce(calendars.month_source, 'DAY') as month_source
+    from {{ this }} as children
+    left join customer_calendars as calendars
+        on children.tenant_id = calendars.tenant_id
+        and children.environment_id = calendars.environment_id
+        and children.external_customer_id = calendars.external_customer_id
+    where children.state_first_minute is not null
+    {%- if size != 'MONTH' %}
+        and children.window_size = '{{ child_size[size] }}'
+    {%- endif %}
+    {%- if mh_batch_run() %}
+        and (
+            exists (
+                select 1 from {{ ref('int_changed_windows') }} as changed
+                where changed.tenant_id = children.tenant_id
+                and changed.environment_id = children.environment_id
+                and changed.external_customer_id = children.external_customer_id
+                and changed.window_size = '{{ size }}'
+                and children.window_start >= changed.window_start
+                and children.window_start < changed.window_end
+            )
+            or {{ mh_changed('meter', 'children') }}
+        )
+    {%- endif %}
+),
+
+members as (
+    select
+        children.tenant_id, children.environment_id, children.meter_id,
+        children.external_customer_id, children.timezone, children.month_anchor_key,
+        children.month_source, children.aggregation_type,
+        calendar.bucket_start as parent_start,
+        calendar.bucket_end as parent_end,
+        children.state_events, children.state_values, children.state_sum, children.state_max,
+        children.state_first_minute, children.state_latest_timestamp,
+        children.state_latest_ingest_seq, children.state_latest_event_id,
+        children.state_latest_value
+    from children
+    inner join {{ ref('stg_calendar_buckets') }} as calendar
+        on calendar.timezone = children.timezone
+        and calendar.hour_start = {{ mh_trunc_hour('children.state_first_minute') }}
+        and calendar.window_size = '{{ size }}'
+        and calendar.anchor_key = {{ "children.month_anchor_key" if size == 'MONTH' else "''" }}
+        and children.state_first_minute >= calendar.bucket_start
+        and children.state_first_minute < calendar.bucket_end
+    {%- if size == 'MONTH' %}
+    where children.window_size = children.month_source
+    {%- endif %}
+),
+
+{{ mh_rollup_level(size, 'members', series) }},
+
+valued as (
+    select
+        {{ series }}, window_size, window_start, window_end, timezone, aggregation_type,
+        {{ mh_rollup_value_columns() }}
+    from rollup_{{ size | lower }}
+)
+
+select
+    {{ series }}, window_size, window_start, window_end, timezone, aggregation_type, value,
+    cast(contributing_events as bigint), cast(state_events as bigint),
+    cast(state_values as bigint), cast(state_sum as {{ mh_quantity_type() }}),
+    cast(state_max as {{ mh_quantity_type() }}), state_first_minute, state_latest_timestamp,
+    cast(state_latest_ingest_seq as bigint), state_latest_event_id,
+    cast(state_latest_value as {{ mh_quantity_type() }})
+from valued
+where contributing_events > 0
 {%- endmacro %}

@@ -1,8 +1,16 @@
+{#- Each larger window size of the rollup path is one statement after the model's (see below). -#}
+{%- set rollup_hooks = [] -%}
+{%- if target.type != 'spark' -%}
+{%- for size in ['15MIN', '30MIN', 'HOUR', '3HOUR', '6HOUR', '12HOUR', 'DAY', 'WEEK', 'MONTH'] -%}
+{%- do rollup_hooks.append("{{ mh_rollup_insert('" ~ size ~ "') }}") -%}
+{%- endfor -%}
+{%- endif -%}
 {{ config(
     materialized=mh_incremental_materialization(),
     incremental_strategy='append',
     pre_hook="{{ mh_delete_changed(['window', 'meter'], "
         ~ "\"target.aggregation_type = 'WEIGHTED_SUM' and \" ~ mh_changed('customer', 'target')) }}",
+    post_hook=rollup_hooks,
 )}}
 /* depends on {{ ref('int_event_changes') }} */
 /* depends on {{ ref('int_changed_meters') }} */
@@ -25,8 +33,11 @@
   each other; DAY starts at local midnight, WEEK on Monday's). MONTH starts at the anchor's
   day and time, so it merges the windows of the largest size aligned with that time
   (mh_month_rollup_source). Each window is found by the calendar bucket holding the first
-  minute of its child. A batch run recomputes a changed window from its recomputed children
-  and the stored, unchanged ones (this table's state_* columns), not from its minutes.
+  minute of its child. This statement writes the MINUTE windows; then one statement per size
+  (post-hooks, mh_rollup_insert, in the same transaction) merges the rows of the next smaller
+  size already in the table, so no size is held in memory while the next is computed. A
+  batch run recomputes a changed window from its recomputed children and the stored,
+  unchanged ones (this table's state_* columns), not from its minutes.
 
   Minute path (COUNT_UNIQUE, WEIGHTED_SUM, MAX with bucket_size): distinct values, levels and
   per-bucket maxima need the minutes, so every window is computed from its minute states.
@@ -34,15 +45,10 @@
 {%- set rollup_sizes = [
     ('15MIN', 'MINUTE'), ('30MIN', '15MIN'), ('HOUR', '30MIN'), ('3HOUR', 'HOUR'),
     ('6HOUR', '3HOUR'), ('12HOUR', '6HOUR'), ('DAY', '12HOUR'), ('WEEK', 'DAY')] -%}
-{#- Spark rebuilds this table in full every run and inlines CTEs, so a chain of ten sizes
-    would grow its plan with every size: there every size merges the MINUTE states. -#}
+{#- Spark rebuilds this table in full every run (Parquet cannot delete) and inlines CTEs:
+    there every size merges the MINUTE states in this one statement. -#}
 {%- set chained = target.type != 'spark' -%}
-{%- set month_sources = ['MINUTE', '15MIN', '30MIN', 'HOUR', '3HOUR', '6HOUR', '12HOUR', 'DAY'] -%}
 {%- set rollup_types = "'COUNT', 'SUM', 'SUM_WITH_MULTIPLIER', 'AVG', 'LATEST', 'MAX'" -%}
-{%- set rollup_columns = 'series_id, window_size, '
-    ~ 'window_start, window_end, timezone, month_anchor_key, month_source, aggregation_type, '
-    ~ 'state_events, state_values, state_sum, state_max, state_first_minute, '
-    ~ 'state_latest_timestamp, state_latest_ingest_seq, state_latest_event_id, state_latest_value' -%}
 
 with meters as (
     select
@@ -96,50 +102,6 @@ rollup_minutes as {{ mh_not_materialized() }} (
     {%- endif %}
 ),
 
-{%- if mh_incremental_batch() %}
-
-{#- The stored windows (unchanged: the pre-hook deleted the changed ones) inside a changed
-    window one size up, read in one pass: each size's windows make the next size's, and those
-    of a customer's month_source also make its MONTH. -#}
-parent_sizes as (
-    {%- for size, source in rollup_sizes %}
-    select '{{ source }}' as child_size, '{{ size }}' as parent_size union all
-    {%- endfor %}
-    {%- for month_source in month_sources %}
-    select '{{ month_source }}' as child_size, 'MONTH' as parent_size
-    {{- ' union all' if not loop.last }}
-    {%- endfor %}
-),
-
-stored_children_by_key as (
-    select
-        stored.tenant_id, stored.environment_id, stored.meter_id, stored.external_customer_id,
-        stored.window_size, stored.window_start, stored.window_end, stored.timezone,
-        coalesce(calendars.month_anchor_key, '') as month_anchor_key,
-        coalesce(calendars.month_source, 'DAY') as month_source,
-        stored.aggregation_type, stored.state_events, stored.state_values, stored.state_sum,
-        stored.state_max, stored.state_first_minute, stored.state_latest_timestamp,
-        stored.state_latest_ingest_seq, stored.state_latest_event_id, stored.state_latest_value,
-        parent_sizes.parent_size
-    from {{ this }} as stored
-    inner join parent_sizes
-        on parent_sizes.child_size = stored.window_size
-    left join customer_calendars as calendars
-        on stored.tenant_id = calendars.tenant_id
-        and stored.environment_id = calendars.environment_id
-        and stored.external_customer_id = calendars.external_customer_id
-    inner join {{ ref('int_changed_windows') }} as changed
-        on changed.tenant_id = stored.tenant_id
-        and changed.environment_id = stored.environment_id
-        and changed.external_customer_id = stored.external_customer_id
-        and changed.window_size = parent_sizes.parent_size
-        and stored.window_start >= changed.window_start
-        and stored.window_start < changed.window_end
-    where stored.state_first_minute is not null
-        and (parent_sizes.parent_size <> 'MONTH'
-            or stored.window_size = coalesce(calendars.month_source, 'DAY'))
-),
-{%- endif %}
 
 {#- A number per (tenant, environment, meter, customer): the levels group by it, not by four
     strings. -#}
@@ -149,22 +111,9 @@ series as (
         row_number() over (order by {{ series_keys }}) as series_id
     from (
         select distinct {{ series_keys }} from rollup_minutes
-        {%- if mh_incremental_batch() %}
-        union
-        select distinct {{ series_keys }} from stored_children_by_key
-        {%- endif %}
     ) as keys
 ),
 
-{%- if mh_incremental_batch() %}
-
-stored_children as (
-    select series.series_id, stored.*
-    from stored_children_by_key as stored
-    inner join series
-        on {{ mh_join_on(series_keys, 'stored', 'series') }}
-),
-{%- endif %}
 
 rollup_minute_members as {{ mh_not_materialized() }} (
     select
@@ -189,30 +138,9 @@ rollup_minute_members as {{ mh_not_materialized() }} (
 {{ mh_rollup_level('MINUTE', 'rollup_minute_members') }},
 
 
-{%- for size, source in rollup_sizes + [('MONTH', none)] %}
+{#- Spark: every larger size from the MINUTE states, in this statement. -#}
+{%- for size in ([] if chained else rollup_sizes | map('first') | list + ['MONTH']) %}
 {%- set level = 'rollup_' ~ size | lower %}
-
-{#- The children of this size's windows: the smaller windows just computed, and in a batch run
-    the stored ones inside a changed window of this size. -#}
-{{ level }}_children as {{ mh_not_materialized() }} (
-    {%- if not chained %}
-    select {{ rollup_columns }} from rollup_minute
-    {%- elif size == 'MONTH' %}
-    {%- for month_source in month_sources %}
-    select {{ rollup_columns }} from rollup_{{ month_source | lower }}
-    where month_source = '{{ month_source }}'
-    {{ 'union all' if not loop.last }}
-    {%- endfor %}
-    {%- else %}
-    select {{ rollup_columns }} from rollup_{{ source | lower }}
-    {%- endif %}
-    {%- if mh_incremental_batch() %}
-
-    union all
-
-    select {{ rollup_columns }} from stored_children where parent_size = '{{ size }}'
-    {%- endif %}
-),
 
 {{ level }}_members as {{ mh_not_materialized() }} (
     select
@@ -224,7 +152,7 @@ rollup_minute_members as {{ mh_not_materialized() }} (
         children.state_first_minute, children.state_latest_timestamp,
         children.state_latest_ingest_seq, children.state_latest_event_id,
         children.state_latest_value
-    from {{ level }}_children as children
+    from rollup_minute as children
     inner join calendar
         on calendar.timezone = children.timezone
         and calendar.hour_start = {{ mh_trunc_hour('children.state_first_minute') }}
@@ -238,10 +166,13 @@ rollup_minute_members as {{ mh_not_materialized() }} (
 {%- endfor %}
 
 rollup_windows as (
-    {%- for size in ['MINUTE'] + month_sources[1:] + ['WEEK', 'MONTH'] %}
+    select * from rollup_minute
+    {%- if not chained %}
+    {%- for size in rollup_sizes | map('first') | list + ['MONTH'] %}
+    union all
     select * from rollup_{{ size | lower }}
-    {{ 'union all' if not loop.last }}
     {%- endfor %}
+    {%- endif %}
 ),
 
 rollup_valued as (
@@ -252,19 +183,7 @@ rollup_valued as (
         windows.window_end,
         windows.timezone,
         windows.aggregation_type,
-        case aggregation_type
-            when 'COUNT' then cast(state_events as {{ mh_value_type() }})
-            when 'SUM' then cast(state_sum as {{ mh_value_type() }})
-            when 'SUM_WITH_MULTIPLIER' then cast(state_sum as {{ mh_value_type() }})
-            when 'AVG' then {{ mh_divide('state_sum', 'state_values') }}
-            when 'MAX' then cast(state_max as {{ mh_value_type() }})
-            when 'LATEST' then cast(state_latest_value as {{ mh_value_type() }})
-        end as value,
-        case aggregation_type when 'COUNT' then state_events else state_values end
-            as contributing_events,
-        state_events, state_values, state_sum, state_max, state_first_minute,
-        state_latest_timestamp, state_latest_ingest_seq, state_latest_event_id,
-        state_latest_value
+        {{ mh_rollup_value_columns() }}
     from rollup_windows as windows
     inner join series
         on series.series_id = windows.series_id
