@@ -201,23 +201,13 @@ insert into {{ this }} (
     state_sum, state_max, state_first_minute, state_latest_timestamp, state_latest_ingest_seq,
     state_latest_event_id, state_latest_value
 )
-with customer_calendars as (
-    select
-        tenant_id,
-        environment_id,
-        external_customer_id,
-        month_anchor_key,
-        {{ mh_month_rollup_source('month_anchor_key') }} as month_source
-    from {{ ref('stg_customer_usage_calendars') }}
-),
-
-children as (
+with children as (
     select
         children.*,
         coalesce(calendars.month_anchor_key, '') as month_anchor_key,
         coalesce(calendars.month_source, 'DAY') as month_source
     from {{ this }} as children
-    left join customer_calendars as calendars
+    left join {{ ref('stg_customer_usage_calendars') }} as calendars
         on children.tenant_id = calendars.tenant_id
         and children.environment_id = calendars.environment_id
         and children.external_customer_id = calendars.external_customer_id

@@ -59,14 +59,7 @@ with meters as (
 ),
 
 customer_calendars as (
-    select
-        tenant_id,
-        environment_id,
-        external_customer_id,
-        timezone,
-        month_anchor_key,
-        {{ mh_month_rollup_source('month_anchor_key') }} as month_source
-    from {{ ref('stg_customer_usage_calendars') }}
+    select * from {{ ref('stg_customer_usage_calendars') }}
 ),
 
 calendar as (
