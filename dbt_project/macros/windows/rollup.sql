@@ -30,7 +30,7 @@
   end of the window holding them (parent_start, parent_end). Sums and maxima merge; LATEST
   keeps the child state with the latest (timestamp, ingestion, event id).
 -#}
-{% macro mh_rollup_level(size, members, series='series_id') -%}
+{% macro mh_rollup_level(size, members, series) -%}
     {{ return(adapter.dispatch('mh_rollup_level', 'meterhouse')(size, members, series)) }}
 {%- endmacro %}
 

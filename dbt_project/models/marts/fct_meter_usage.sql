@@ -1,8 +1,25 @@
-{#- Each larger window size of the rollup path is one statement after the model's (see below). -#}
-{%- set rollup_hooks = [] -%}
-{%- if target.type != 'spark' -%}
+{#- The statements that follow the model's (see below): each larger window size of the rollup
+    path, then the minute path one aggregation type and a few window sizes at a time. -#}
+{%- set minute_path_statements = [
+    ['MINUTE', '15MIN', '30MIN'], ['HOUR', '3HOUR', '6HOUR'], ['12HOUR', 'DAY', 'WEEK', 'MONTH']] -%}
+{#- On DuckDB each statement commits (transaction: false): rows a transaction has written stay
+    in memory until it commits, and the whole table does not fit the memory limit at 10 million
+    events. A build that fails or dies in between leaves the table to the next run, which deletes
+    and rewrites the same scope (docs/ARCHITECTURE.md, "Incremental builds"), and DuckDB's
+    readers use serving snapshots, published after a successful build. Postgres readers see the
+    tables, so there the hooks run in the model's transaction. -#}
+{%- set in_transaction = target.type != 'duckdb' -%}
+{%- set post_hooks = [] -%}
+{%- if target.type != 'spark' and not var('mh_single_statement', false) -%}
 {%- for size in ['15MIN', '30MIN', 'HOUR', '3HOUR', '6HOUR', '12HOUR', 'DAY', 'WEEK', 'MONTH'] -%}
-{%- do rollup_hooks.append("{{ mh_rollup_insert('" ~ size ~ "') }}") -%}
+{%- do post_hooks.append({'sql': "{{ mh_rollup_insert('" ~ size ~ "') }}",
+    'transaction': in_transaction}) -%}
+{%- endfor -%}
+{%- for aggregation_type in ['COUNT_UNIQUE', 'MAX', 'WEIGHTED_SUM'] -%}
+{%- for sizes in minute_path_statements -%}
+{%- do post_hooks.append({'sql': "{{ mh_minute_path_insert(" ~ sizes | tojson ~ ", ['"
+    ~ aggregation_type ~ "']) }}", 'transaction': in_transaction}) -%}
+{%- endfor -%}
 {%- endfor -%}
 {%- endif -%}
 {{ config(
@@ -10,7 +27,7 @@
     incremental_strategy='append',
     pre_hook="{{ mh_delete_changed(['window', 'meter'], "
         ~ "\"target.aggregation_type = 'WEIGHTED_SUM' and \" ~ mh_changed('customer', 'target')) }}",
-    post_hook=rollup_hooks,
+    post_hook=post_hooks,
 )}}
 /* depends on {{ ref('int_event_changes') }} */
 /* depends on {{ ref('int_changed_meters') }} */
@@ -39,36 +56,21 @@
   batch run recomputes a changed window from its recomputed children and the stored,
   unchanged ones (this table's state_* columns), not from its minutes.
 
-  Minute path (COUNT_UNIQUE, WEIGHTED_SUM, MAX with bucket_size): distinct values, levels and
-  per-bucket maxima need the minutes, so every window is computed from its minute states.
+  Minute path (COUNT_UNIQUE, WEIGHTED_SUM, MAX with bucket_size; macros/windows/minute_path.sql):
+  distinct values, levels and per-bucket maxima need the minutes, so every window is computed
+  from its minute states, in post-hooks a few sizes at a time: each minute fans out to a row per
+  window size, and all sizes at once do not fit the memory limit at 10 million events.
 -#}
 {%- set rollup_sizes = [
     ('15MIN', 'MINUTE'), ('30MIN', '15MIN'), ('HOUR', '30MIN'), ('3HOUR', 'HOUR'),
     ('6HOUR', '3HOUR'), ('12HOUR', '6HOUR'), ('DAY', '12HOUR'), ('WEEK', 'DAY')] -%}
-{#- Spark rebuilds this table in full every run (Parquet cannot delete) and inlines CTEs:
-    there every size merges the MINUTE states in this one statement. -#}
-{%- set chained = target.type != 'spark' -%}
-{%- set rollup_types = "'COUNT', 'SUM', 'SUM_WITH_MULTIPLIER', 'AVG', 'LATEST', 'MAX'" -%}
+{#- Spark rebuilds this table in full every run (Parquet cannot delete), inlines CTEs and
+    runs no hooks: there every size merges the MINUTE states, and the minute path computes every
+    size, in this one statement (so does the unit test, with var mh_single_statement). -#}
+{%- set chained = target.type != 'spark' and not var('mh_single_statement', false) -%}
 
-with meters as (
-    select
-        *,
-        aggregation_type in ({{ rollup_types }})
-            and not (aggregation_type = 'MAX' and bucket_size is not null) as rolls_up
-    from {{ ref('stg_meters') }}
-),
-
-customer_calendars as (
-    select * from {{ ref('stg_customer_usage_calendars') }}
-),
-
-calendar as (
-    select * from {{ ref('stg_calendar_buckets') }}
-),
-
-billing_periods as (
-    select * from {{ ref('stg_customer_billing_periods') }}
-),
+with
+{{ mh_usage_base_ctes() }},
 
 {#- Rollup path, MINUTE: the states of each minute, the meter's groups merged. -#}
 rollup_minutes as {{ mh_not_materialized() }} (
@@ -96,21 +98,10 @@ rollup_minutes as {{ mh_not_materialized() }} (
 ),
 
 
-{#- A number per (tenant, environment, meter, customer): the levels group by it, not by four
-    strings. -#}
-series as (
-    select
-        {{ series_keys }},
-        row_number() over (order by {{ series_keys }}) as series_id
-    from (
-        select distinct {{ series_keys }} from rollup_minutes
-    ) as keys
-),
-
-
 rollup_minute_members as {{ mh_not_materialized() }} (
     select
-        series.series_id, minutes.timezone, minutes.month_anchor_key,
+        {% for key in series_keys.split(', ') %}minutes.{{ key }}, {% endfor %}
+        minutes.timezone, minutes.month_anchor_key,
         minutes.month_source, minutes.aggregation_type,
         minute_start as parent_start,
         {{ mh_add_minute('minute_start') }} as parent_end,
@@ -124,11 +115,9 @@ rollup_minute_members as {{ mh_not_materialized() }} (
         latest_event_id as state_latest_event_id,
         latest_value as state_latest_value
     from rollup_minutes as minutes
-    inner join series
-        on {{ mh_join_on(series_keys, 'minutes', 'series') }}
 ),
 
-{{ mh_rollup_level('MINUTE', 'rollup_minute_members') }},
+{{ mh_rollup_level('MINUTE', 'rollup_minute_members', series_keys) }},
 
 
 {#- Spark: every larger size from the MINUTE states, in this statement. -#}
@@ -137,7 +126,8 @@ rollup_minute_members as {{ mh_not_materialized() }} (
 
 {{ level }}_members as {{ mh_not_materialized() }} (
     select
-        children.series_id, children.timezone, children.month_anchor_key,
+        {% for key in series_keys.split(', ') %}children.{{ key }}, {% endfor %}
+        children.timezone, children.month_anchor_key,
         children.month_source, children.aggregation_type,
         calendar.bucket_start as parent_start,
         calendar.bucket_end as parent_end,
@@ -155,7 +145,7 @@ rollup_minute_members as {{ mh_not_materialized() }} (
         and children.state_first_minute < calendar.bucket_end
 ),
 
-{{ mh_rollup_level(size, level ~ '_members') }},
+{{ mh_rollup_level(size, level ~ '_members', series_keys) }},
 {%- endfor %}
 
 rollup_windows as (
@@ -170,335 +160,16 @@ rollup_windows as (
 
 rollup_valued as (
     select
-        {% for key in series_keys.split(', ') %}series.{{ key }}, {% endfor %}
-        windows.window_size,
-        windows.window_start,
-        windows.window_end,
-        windows.timezone,
-        windows.aggregation_type,
+        {{ series_keys }}, window_size, window_start, window_end, timezone, aggregation_type,
         {{ mh_rollup_value_columns() }}
-    from rollup_windows as windows
-    inner join series
-        on series.series_id = windows.series_id
+    from rollup_windows
 ),
 
-{#- Minute path. -#}
-{%- if mh_incremental_batch() %}
-changed_spans as (
-    select
-        tenant_id,
-        environment_id,
-        external_customer_id,
-        min(window_start) as span_start,
-        max(window_end) as span_end
-    from {{ ref('int_changed_windows') }}
-    group by tenant_id, environment_id, external_customer_id
-),
+{%- if not chained %}
 
+{{ mh_minute_path_ctes(['MINUTE', '15MIN', '30MIN', 'HOUR', '3HOUR', '6HOUR', '12HOUR', 'DAY',
+    'WEEK', 'MONTH'], mh_incremental_batch()) }},
 {%- endif %}
-
-minutely as {{ mh_not_materialized() }} (
-    select minutely.*
-    from {{ ref('fct_meter_usage_minutely') }} as minutely
-    inner join meters
-        on minutely.tenant_id = meters.tenant_id
-        and minutely.environment_id = meters.environment_id
-        and minutely.meter_id = meters.meter_id
-        and not meters.rolls_up
-    {%- if mh_incremental_batch() %}
-    where exists (
-            select 1 from changed_spans as spans
-            where spans.tenant_id = minutely.tenant_id
-            and spans.environment_id = minutely.environment_id
-            and spans.external_customer_id = minutely.external_customer_id
-            and minutely.minute_start >= spans.span_start
-            and minutely.minute_start < spans.span_end
-        )
-        or {{ mh_changed('meter', 'minutely') }}
-        or (minutely.aggregation_type = 'WEIGHTED_SUM' and {{ mh_changed('customer', 'minutely') }})
-    {%- endif %}
-),
-
-distinct_values as {{ mh_not_materialized() }} (
-    select * from {{ ref('fct_meter_distinct_values_minutely') }}
-),
-
-minutes_with_calendar as {{ mh_not_materialized() }} (
-    select
-        minutely.*,
-        meters.bucket_size,
-        meters.reset_usage,
-        coalesce(customer_calendars.timezone, 'UTC') as timezone,
-        coalesce(customer_calendars.month_anchor_key, '') as month_anchor_key,
-        {{ mh_trunc_hour('minutely.minute_start') }} as hour_start
-    from minutely
-    inner join meters
-        on minutely.tenant_id = meters.tenant_id
-        and minutely.environment_id = meters.environment_id
-        and minutely.meter_id = meters.meter_id
-    left join customer_calendars
-        on minutely.tenant_id = customer_calendars.tenant_id
-        and minutely.environment_id = customer_calendars.environment_id
-        and minutely.external_customer_id = customer_calendars.external_customer_id
-),
-
-{#-
-  The buckets of every window size that hold each (calendar, minute) with usage: the range
-  join to the calendar runs once per distinct minute of a timezone and anchor, not once per
-  (meter, customer, group) row; the rows then find their buckets by equality.
--#}
-calendar_minutes as (
-    select distinct timezone, month_anchor_key, hour_start, minute_start
-    from minutes_with_calendar
-),
-
-minute_buckets as (
-    select
-        minutes.timezone,
-        minutes.month_anchor_key,
-        minutes.minute_start,
-        calendar.window_size,
-        calendar.bucket_start,
-        calendar.bucket_end
-    from calendar_minutes as minutes
-    inner join calendar
-        on {{ mh_minute_in_bucket('minutes', 'calendar') }}
-),
-
-{#- MAX with bucket_size: the meter's own bucket of each minute, in the customer's calendar. -#}
-minutes_in_meter_buckets as {{ mh_not_materialized() }} (
-    select
-        minutes.*,
-        buckets.bucket_start as meter_bucket_start
-    from minutes_with_calendar as minutes
-    inner join minute_buckets as buckets
-        on buckets.timezone = minutes.timezone
-        and buckets.month_anchor_key = minutes.month_anchor_key
-        and buckets.minute_start = minutes.minute_start
-        and buckets.window_size = minutes.bucket_size
-    where minutes.bucket_size is not null
-
-    union all
-
-    select
-        minutes.*,
-        cast(null as {{ mh_timestamptz() }}) as meter_bucket_start
-    from minutes_with_calendar as minutes
-    where minutes.bucket_size is null
-),
-
-minutes_in_all_windows as {{ mh_not_materialized() }} (
-    select
-        minutes.*,
-        'MINUTE' as window_size,
-        minutes.minute_start as window_start,
-        {{ mh_add_minute('minutes.minute_start') }} as window_end
-    from minutes_in_meter_buckets as minutes
-
-    union all
-
-    select
-        minutes.*,
-        buckets.window_size,
-        buckets.bucket_start as window_start,
-        buckets.bucket_end as window_end
-    from minutes_in_meter_buckets as minutes
-    inner join minute_buckets as buckets
-        on buckets.timezone = minutes.timezone
-        and buckets.month_anchor_key = minutes.month_anchor_key
-        and buckets.minute_start = minutes.minute_start
-),
-
-minutes_in_windows as {{ mh_not_materialized() }} (
-    select * from minutes_in_all_windows as minutes
-    {%- if mh_incremental_batch() %}
-    where {{ mh_changed('window', 'minutes') }}
-        or {{ mh_changed('meter', 'minutes') }}
-        or minutes.aggregation_type = 'WEIGHTED_SUM'
-    {%- endif %}
-),
-
-window_states as (
-    select
-        {{ window_keys }},
-        max(window_end) as window_end,
-        max(timezone) as timezone,
-        max(aggregation_type) as aggregation_type,
-        sum(event_count) as event_count,
-        sum(value_count) as value_count,
-        sum(text_count) as text_count,
-        sum(value_sum) as value_sum,
-        max(value_max) as value_max
-    from minutes_in_windows
-    group by {{ window_keys }}
-),
-
-bucket_group_maxima as (
-    select {{ window_keys }}, meter_bucket_start, group_value, max(value_max) as bucket_max
-    from minutes_in_windows
-    where meter_bucket_start is not null
-    group by {{ window_keys }}, meter_bucket_start, group_value
-),
-
-bucketed_max_values as (
-    select {{ window_keys }}, sum(bucket_max) as bucketed_max
-    from bucket_group_maxima
-    group by {{ window_keys }}
-),
-
-distinct_counts as (
-    select
-        {% for key in window_keys.split(', ') %}windows.{{ key }}, {% endfor %}
-        count(distinct distinct_values.value_text) as distinct_count
-    from minutes_in_windows as windows
-    inner join distinct_values
-        on windows.tenant_id = distinct_values.tenant_id
-        and windows.environment_id = distinct_values.environment_id
-        and windows.meter_id = distinct_values.meter_id
-        and windows.external_customer_id = distinct_values.external_customer_id
-        and windows.minute_start = distinct_values.minute_start
-    where windows.aggregation_type = 'COUNT_UNIQUE'
-    group by {% for key in window_keys.split(', ') %}windows.{{ key }}{{ ', ' if not loop.last }}{% endfor %}
-),
-
-{#-
-  WEIGHTED_SUM: each window is cut into pieces by the reset periods; the level at a piece's
-  start is the sum of the earlier deltas of its period (all of them lie in earlier pieces of
-  windows with events), and the integral over a piece adds each delta × the time it is held.
--#}
-weighted_windows as (
-    select distinct
-        tenant_id, environment_id, meter_id, external_customer_id, window_size, window_start,
-        window_end, reset_usage
-    from minutes_in_windows
-    where aggregation_type = 'WEIGHTED_SUM'
-),
-
-reset_periods as (
-    select
-        tenant_id, environment_id, external_customer_id, period_start, period_end,
-        'BILLING_PERIOD' as reset_usage
-    from billing_periods
-
-    union all
-
-    select distinct
-        tenant_id, environment_id, external_customer_id,
-        cast('1970-01-01 00:00:00+00' as {{ mh_timestamptz() }}) as period_start,
-        cast('2200-01-01 00:00:00+00' as {{ mh_timestamptz() }}) as period_end,
-        'NEVER' as reset_usage
-    from weighted_windows
-),
-
-weighted_pieces as (
-    select
-        windows.*,
-        periods.period_start,
-        case when periods.period_start > windows.window_start
-            then periods.period_start else windows.window_start end as piece_start,
-        case when periods.period_end < windows.window_end
-            then periods.period_end else windows.window_end end as piece_end
-    from weighted_windows as windows
-    inner join reset_periods as periods
-        on windows.tenant_id = periods.tenant_id
-        and windows.environment_id = periods.environment_id
-        and windows.external_customer_id = periods.external_customer_id
-        and windows.reset_usage = periods.reset_usage
-        and periods.period_start < windows.window_end
-        and periods.period_end > windows.window_start
-),
-
-piece_moments as (
-    select
-        {% for key in window_keys.split(', ') %}pieces.{{ key }}, {% endfor %}
-        pieces.window_end,
-        pieces.period_start,
-        pieces.piece_start,
-        pieces.piece_end,
-        coalesce(sum(minutes.value_sum), 0) as piece_delta,
-        coalesce(sum(
-            minutes.value_sum
-                * ({{ mh_epoch_us('pieces.piece_end') }} - {{ mh_epoch_us('minutes.minute_start') }})
-            - minutes.weighted_moment_us
-        ), 0) as piece_inner_integral_us
-    from weighted_pieces as pieces
-    left join minutes_in_windows as minutes
-        on pieces.tenant_id = minutes.tenant_id
-        and pieces.environment_id = minutes.environment_id
-        and pieces.meter_id = minutes.meter_id
-        and pieces.external_customer_id = minutes.external_customer_id
-        and pieces.window_size = minutes.window_size
-        and pieces.window_start = minutes.window_start
-        and minutes.value_sum is not null
-        and minutes.minute_start >= pieces.piece_start
-        and minutes.minute_start < pieces.piece_end
-    group by
-        {% for key in window_keys.split(', ') %}pieces.{{ key }}, {% endfor %}
-        pieces.window_end, pieces.period_start, pieces.piece_start, pieces.piece_end
-),
-
-pieces_with_level as (
-    select
-        *,
-        coalesce(sum(piece_delta) over (
-            partition by tenant_id, environment_id, meter_id, external_customer_id,
-                window_size, period_start
-            order by piece_start
-            rows between unbounded preceding and 1 preceding
-        ), 0) as level_at_piece_start
-    from piece_moments
-),
-
-weighted_values as (
-    select
-        {{ window_keys }},
-        {{ mh_divide(
-            'sum(level_at_piece_start * (' ~ mh_epoch_us('piece_end') ~ ' - '
-                ~ mh_epoch_us('piece_start') ~ ') + piece_inner_integral_us)',
-            'max(' ~ mh_epoch_us('window_end') ~ ' - ' ~ mh_epoch_us('window_start') ~ ')'
-        ) }} as weighted_value
-    from pieces_with_level
-    group by {{ window_keys }}
-),
-
-{#- (the minute path holds only bucketed MAX, COUNT_UNIQUE and WEIGHTED_SUM) -#}
-valued as (
-    select
-        states.*,
-        case states.aggregation_type
-            when 'MAX' then cast(bucketed.bucketed_max as {{ mh_value_type() }})
-            when 'COUNT_UNIQUE' then cast(distinct_counts.distinct_count as {{ mh_value_type() }})
-            when 'WEIGHTED_SUM' then weighted.weighted_value
-        end as value,
-        case states.aggregation_type
-            when 'COUNT_UNIQUE' then states.text_count
-            else states.value_count
-        end as contributing_events
-    from window_states as states
-    left join bucketed_max_values as bucketed on {{ mh_join_on(window_keys, 'states', 'bucketed') }}
-    left join distinct_counts on {{ mh_join_on(window_keys, 'states', 'distinct_counts') }}
-    left join weighted_values as weighted on {{ mh_join_on(window_keys, 'states', 'weighted') }}
-),
-
-minute_valued as (
-    select
-        {{ window_keys }},
-        window_end,
-        timezone,
-        aggregation_type,
-        value,
-        contributing_events,
-        cast(null as bigint) as state_events,
-        cast(null as bigint) as state_values,
-        cast(null as {{ mh_quantity_type() }}) as state_sum,
-        cast(null as {{ mh_quantity_type() }}) as state_max,
-        cast(null as {{ mh_timestamptz() }}) as state_first_minute,
-        cast(null as {{ mh_timestamptz() }}) as state_latest_timestamp,
-        cast(null as bigint) as state_latest_ingest_seq,
-        cast(null as {{ mh_text_type() }}) as state_latest_event_id,
-        cast(null as {{ mh_quantity_type() }}) as state_latest_value
-    from valued
-),
 
 final as (
     select
@@ -524,8 +195,10 @@ final as (
         cast(state_latest_value as {{ mh_quantity_type() }}) as state_latest_value
     from (
         select * from rollup_valued
+        {%- if not chained %}
         union all
         select * from minute_valued
+        {%- endif %}
     ) as windows
     where contributing_events > 0
 )
