@@ -13,6 +13,14 @@ through read-only connections, so
 - requests already running finish on the snapshot they started with (an unlinked file stays
   readable while it is open), and the oldest snapshots are removed after a few publishes.
 
+After a batch build (incremental), copying every table again would cost as much as the first
+time. When the current snapshot holds exactly the build before the batch, the new one starts
+as a copy of that file, and the tables the batch rewrote only in part are patched: the rows in
+the batch's changed scope are deleted and copied again from the warehouse (the same scopes the
+dbt models deleted and rewrote, from the same change tables); every other table is copied
+whole. Patched rows sit after the sorted ones, so every MAX_PATCHES publishes the copy is made
+whole and sorted again.
+
 Without any snapshot the API falls back to opening the warehouse file read-only per request
 and answers 503 while a build holds it. Postgres needs none of this: readers see committed
 tables (MVCC) and dbt replaces each table inside one transaction.
@@ -21,8 +29,10 @@ tables (MVCC) and dbt replaces each table inside one transaction.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,6 +58,27 @@ REQUIRED_TABLES = ("catalog_api_keys", "catalog_meters", "fct_meter_usage_minute
 class NothingToServe(RuntimeError):
     """The warehouse (in the configured schema) lacks the tables the API needs."""
 KEEP_SNAPSHOTS = 3
+# Tables a batch build rewrites only in part, and the scopes of the rows it rewrites: the
+# `mh_delete_changed` pre-hooks of their dbt models (tests/api/test_serving.py checks that they
+# agree). A scope is (change table, columns matched, condition on the row).
+PATCH_SCOPES = {
+    "fct_meter_usage": ("window", "meter", "weighted_customer"),
+    "fct_meter_usage_minutely": ("minute", "meter"),
+    "fct_meter_distinct_values_minutely": ("minute", "meter"),
+    "serving_meter_event_values": ("event", "meter"),
+}
+_SCOPES = {
+    "meter": ("int_changed_meters", ("tenant_id", "environment_id", "meter_id"), ""),
+    "event": ("int_event_changes", ("tenant_id", "environment_id", "event_id"), ""),
+    "minute": ("int_event_changes",
+               ("tenant_id", "environment_id", "external_customer_id", "minute_start"), ""),
+    "window": ("int_changed_windows", ("tenant_id", "environment_id", "external_customer_id",
+                                       "window_size", "window_start"), ""),
+    "weighted_customer": ("int_event_changes",
+                          ("tenant_id", "environment_id", "external_customer_id"),
+                          "served.aggregation_type = 'WEIGHTED_SUM' and "),
+}
+MAX_PATCHES = 20
 BUILD_STATE_PREFIX = "state_"
 # Copies are sorted by the columns requests look rows up by (those of these a table has), in
 # small row groups: a request then reads the few row groups whose min/max statistics hold its
@@ -83,11 +114,13 @@ def _literal(text: str) -> str:
 
 
 def publish_snapshot(config: WarehouseConfig, serving_dir: str | Path = "",
-                     keep: int = KEEP_SNAPSHOTS) -> Path:
+                     keep: int = KEEP_SNAPSHOTS, patch: bool = True) -> Path:
     """Copy the tables the API reads into a new snapshot and make it current; its path.
 
     Run it when no other process writes the warehouse: at the end of a pipeline run (the
-    process that built holds no connection by then). Readers switch atomically.
+    process that built holds no connection by then). Readers switch atomically. With `patch`,
+    a snapshot of the build before a batch run is patched instead of copied whole (module
+    docstring).
     """
     import duckdb
 
@@ -108,38 +141,43 @@ def publish_snapshot(config: WarehouseConfig, serving_dir: str | Path = "",
     except duckdb.ConnectionException:
         conn = duckdb.connect(str(warehouse))
     try:
-        conn.execute(f"attach {_literal(str(scratch))} as snapshot "
-                     f"(read_write, row_group_size {SNAPSHOT_ROW_GROUP_SIZE})")
+        schema = config.schema_name
         tables = [
             row[0] for row in conn.execute(
                 "select table_name from information_schema.tables "
                 "where table_catalog = current_database() and table_schema = ? "
-                "and table_type = 'BASE TABLE' order by table_name",
-                [config.schema_name],
-            ).fetchall()
-            if row[0] in SERVING_TABLES or row[0].startswith(SERVING_PREFIXES)
+                "and table_type = 'BASE TABLE' order by table_name", [schema]).fetchall()
         ]
-        missing = [table for table in REQUIRED_TABLES if table not in tables]
+        served = [table for table in tables
+                  if table in SERVING_TABLES or table.startswith(SERVING_PREFIXES)]
+        missing = [table for table in REQUIRED_TABLES if table not in served]
         if missing:
             raise NothingToServe(
-                f"schema {config.schema_name!r} of {warehouse} has no {', '.join(missing)}: "
+                f"schema {schema!r} of {warehouse} has no {', '.join(missing)}: "
                 "nothing to serve (has the pipeline run, and is MH_SCHEMA right?)")
-        source_schema = _quote(config.schema_name)
-        for table in tables:
-            columns = {row[0] for row in conn.execute(
-                "select column_name from information_schema.columns "
-                "where table_catalog = current_database() and table_schema = ? "
-                "and table_name = ?", [config.schema_name, table]).fetchall()}
-            order = [_quote(c) for c in LOOKUP_ORDER if c in columns]
-            # fct_meter_usage's mergeable states are for batch builds, not for requests
-            states = sorted(c for c in columns if c.startswith(BUILD_STATE_PREFIX))
-            exclude = f" exclude ({', '.join(map(_quote, states))})" if states else ""
-            conn.execute(f"create table snapshot.main.{_quote(table)} as "
-                         f"select *{exclude} from {source_schema}.{_quote(table)}"
-                         + (f" order by {', '.join(order)}" if order else ""))
-        conn.execute(f"create table snapshot.main.{SNAPSHOT_INFO} as select "
+        build = _build_record(conn, schema, tables)
+        base = _patchable(current_snapshot(folder), build, tables) if patch else None
+        if base is not None:
+            shutil.copyfile(base.path, scratch)
+        conn.execute(f"attach {_literal(str(scratch))} as snapshot "
+                     f"(read_write, row_group_size {SNAPSHOT_ROW_GROUP_SIZE})")
+        patched = []
+        for table in served:
+            if base is not None and table in PATCH_SCOPES and table in base.tables:
+                _patch_table(conn, schema, table)
+                patched.append(table)
+            else:
+                _copy_table(conn, schema, table)
+        if base is not None:
+            for table in base.tables - set(served) - {SNAPSHOT_INFO}:
+                conn.execute(f"drop table snapshot.main.{_quote(table)}")
+        conn.execute(f"create or replace table snapshot.main.{SNAPSHOT_INFO} as select "
                      "cast(? as timestamptz) as published_at, ? as warehouse_path, "
-                     "? as tables", [stamp, str(warehouse), len(tables)])
+                     "? as tables, cast(? as bigint) as through_seq, ? as fingerprint, "
+                     "? as patches, ? as patched_tables",
+                     [stamp, str(warehouse), len(served), build.through_seq if build else None,
+                      build.fingerprint if build else None,
+                      base.patches + 1 if base is not None else 0, ", ".join(patched)])
         conn.execute("detach snapshot")
     except BaseException:
         conn.close()
@@ -153,6 +191,108 @@ def publish_snapshot(config: WarehouseConfig, serving_dir: str | Path = "",
     os.replace(pointer, folder / CURRENT)
     _prune(folder, snapshot, keep)
     return snapshot
+
+
+@dataclass(frozen=True)
+class _Build:
+    """The warehouse's last completed build (orchestration/build_state.py)."""
+
+    through_seq: int
+    fingerprint: str
+    batch_from: int | None
+
+
+@dataclass(frozen=True)
+class _Base:
+    """A snapshot a new one can start from."""
+
+    path: Path
+    tables: frozenset[str]
+    patches: int
+
+
+def _build_record(conn, schema: str, tables: list[str]) -> _Build | None:
+    """The last build's record, when the warehouse has one and its change tables."""
+    if "build_state" not in tables:
+        return None
+    columns = {row[0] for row in conn.execute(
+        "select column_name from information_schema.columns where table_catalog = "
+        "current_database() and table_schema = ? and table_name = 'build_state'",
+        [schema]).fetchall()}
+    if "batch_from" not in columns:
+        return None
+    rows = conn.execute(f"select through_seq, fingerprint, batch_from "
+                        f"from {_quote(schema)}.build_state").fetchall()
+    if len(rows) != 1:
+        return None
+    through_seq, fingerprint, batch_from = rows[0]
+    if any(table not in tables for table, _, _ in _SCOPES.values()):
+        batch_from = None  # no change tables to patch from
+    return _Build(through_seq, fingerprint, batch_from)
+
+
+def _patchable(current: Path | None, build: _Build | None, tables: list[str]) -> _Base | None:
+    """The current snapshot when it holds exactly the build before the last batch run."""
+    import duckdb
+
+    if current is None or build is None or build.batch_from is None:
+        return None
+    try:
+        with duckdb.connect(str(current), read_only=True) as snapshot:
+            info = snapshot.execute(
+                f"select through_seq, fingerprint, patches from {SNAPSHOT_INFO}").fetchall()
+            names = frozenset(row[0] for row in snapshot.execute(
+                "select table_name from information_schema.tables "
+                "where table_schema = 'main'").fetchall())
+    except duckdb.Error:
+        return None  # an older snapshot without these columns, or unreadable: copy whole
+    if len(info) != 1:
+        return None
+    through_seq, fingerprint, patches = info[0]
+    if (through_seq != build.batch_from or fingerprint != build.fingerprint
+            or patches is None or patches + 1 >= MAX_PATCHES):
+        return None
+    return _Base(current, names, patches)
+
+
+def _served_columns(conn, schema: str, table: str) -> tuple[str, list[str]]:
+    """`served.*` less the build's merge states, and the table's lookup columns."""
+    columns = {row[0] for row in conn.execute(
+        "select column_name from information_schema.columns "
+        "where table_catalog = current_database() and table_schema = ? "
+        "and table_name = ?", [schema, table]).fetchall()}
+    # fct_meter_usage's mergeable states are for batch builds, not for requests
+    states = sorted(c for c in columns if c.startswith(BUILD_STATE_PREFIX))
+    exclude = f" exclude ({', '.join(map(_quote, states))})" if states else ""
+    return f"served.*{exclude}", [_quote(c) for c in LOOKUP_ORDER if c in columns]
+
+
+def _copy_table(conn, schema: str, table: str) -> None:
+    """The table whole, sorted by the lookup columns, without the build's merge states."""
+    select, order = _served_columns(conn, schema, table)
+    conn.execute(f"create or replace table snapshot.main.{_quote(table)} as "
+                 f"select {select} from {_quote(schema)}.{_quote(table)} as served"
+                 + (f" order by {', '.join(order)}" if order else ""))
+
+
+def _in_scope(schema: str, table: str) -> str:
+    """SQL: the row `served` of `table` lies in the last batch's changed scope."""
+    tests = []
+    for scope in PATCH_SCOPES[table]:
+        changes, keys, condition = _SCOPES[scope]
+        match = " and ".join(f"changed.{key} = served.{key}" for key in keys)
+        tests.append(f"({condition}exists (select 1 from {_quote(schema)}.{changes} as changed "
+                     f"where {match}))")
+    return " or ".join(tests)
+
+
+def _patch_table(conn, schema: str, table: str) -> None:
+    """Rewrite the rows of the changed scope from the warehouse (the rest is unchanged)."""
+    scope = _in_scope(schema, table)
+    select, _ = _served_columns(conn, schema, table)
+    conn.execute(f"delete from snapshot.main.{_quote(table)} as served where {scope}")
+    conn.execute(f"insert into snapshot.main.{_quote(table)} by name "
+                 f"select {select} from {_quote(schema)}.{_quote(table)} as served where {scope}")
 
 
 def _prune(folder: Path, current: Path, keep: int) -> None:

@@ -2,9 +2,12 @@
 
 After every successful dbt build the orchestrator records, in the warehouse:
 
-- `build_state`: one row, the largest `ingest_seq` the build covered and a fingerprint of
-  everything that forces a full rebuild when it changes (the dbt project's SQL and the
-  customers' calendars: timezone and MONTH anchor);
+- `build_state`: one row, the largest `ingest_seq` the build covered, a fingerprint of the
+  dbt project's SQL (new SQL forces a full rebuild) and, for a batch run, the sequence its
+  batch started after;
+- `build_calendars`: the customers' calendars (timezone and MONTH anchor) the build used. A
+  customer whose calendar changed, or who is gone, forces a full rebuild (its windows move);
+  a new customer does not (it has no windows yet: its events are new);
 - `build_meters`: the definition hash of every meter the build used.
 
 The next build is then a *batch run*: dbt gets `mh_batch_from` (the recorded sequence) and
@@ -30,10 +33,14 @@ from orchestration.warehouse import Warehouse
 
 BUILD_STATE = "build_state"
 BUILD_METERS = "build_meters"
+BUILD_CALENDARS = "build_calendars"
 BUILD_TABLES = {
-    BUILD_STATE: "through_seq bigint, fingerprint varchar, built_at timestamptz",
+    BUILD_STATE: "through_seq bigint, fingerprint varchar, built_at timestamptz, "
+    "batch_from bigint",
     BUILD_METERS: "tenant_id varchar, environment_id varchar, meter_id varchar, "
     "definition_hash varchar",
+    BUILD_CALENDARS: "tenant_id varchar, environment_id varchar, external_customer_id varchar, "
+    "timezone varchar, month_anchor_key varchar",
 }
 DBT_MODELS_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 
@@ -48,6 +55,7 @@ class BuildPlan:
     rebuild: tuple[datetime, datetime] | None = None
     reason: str = ""
     meters: list[tuple[str, str, str, str]] = field(default_factory=list)
+    calendars: list[tuple] = field(default_factory=list)
 
     @property
     def full(self) -> bool:
@@ -84,6 +92,10 @@ class BuildPlan:
 def ensure_build_tables(warehouse: Warehouse) -> None:
     for name, ddl in BUILD_TABLES.items():
         warehouse.execute(f"create table if not exists {warehouse.table(name)} ({ddl})")
+    if not warehouse.is_spark:  # (Spark replaces the table on every record)
+        # warehouses built before batch_from was recorded
+        warehouse.execute(f"alter table {warehouse.table(BUILD_STATE)} "
+                          "add column if not exists batch_from bigint")
     warehouse.commit()
 
 
@@ -100,11 +112,24 @@ def project_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _calendars_fingerprint(warehouse: Warehouse) -> str:
+CALENDAR_KEYS = ("tenant_id", "environment_id", "external_customer_id")
+CALENDAR_COLUMNS = (*CALENDAR_KEYS, "timezone", "month_anchor_key")
+
+
+def _current_calendars(warehouse: Warehouse) -> list[tuple]:
     if not warehouse.table_exists("customer_usage_calendars"):
-        return ""
-    rows = warehouse.query(f"select * from {warehouse.table('customer_usage_calendars')}")
-    return hashlib.sha256(repr(sorted(map(repr, rows))).encode()).hexdigest()
+        return []
+    return [tuple(row) for row in warehouse.query(
+        f"select {', '.join(CALENDAR_COLUMNS)} "
+        f"from {warehouse.table('customer_usage_calendars')}")]
+
+
+def _moved_calendars(warehouse: Warehouse, calendars: list[tuple]) -> list[tuple]:
+    """Customers of the last build whose calendar changed or who are gone."""
+    recorded = warehouse.query(f"select {', '.join(CALENDAR_COLUMNS)} "
+                               f"from {warehouse.table(BUILD_CALENDARS)}")
+    current = {row[:3]: row for row in calendars}
+    return [tuple(row) for row in recorded if current.get(tuple(row[:3])) != tuple(row)]
 
 
 def plan_build(warehouse: Warehouse, full: bool = False,
@@ -113,8 +138,8 @@ def plan_build(warehouse: Warehouse, full: bool = False,
     ensure_build_tables(warehouse)
     batch_to = warehouse.query(
         f"select coalesce(max(ingest_seq), 0) from {warehouse.table('raw_events')}")[0][0]
-    fingerprint = hashlib.sha256(
-        (project_fingerprint() + _calendars_fingerprint(warehouse)).encode()).hexdigest()
+    fingerprint = project_fingerprint()
+    calendars = _current_calendars(warehouse)
     meters = [tuple(row) for row in warehouse.query(
         "select tenant_id, environment_id, meter_id, definition_hash "
         f"from {warehouse.table('catalog_meters')}")] if warehouse.table_exists(
@@ -124,7 +149,7 @@ def plan_build(warehouse: Warehouse, full: bool = False,
 
     def full_plan(reason: str) -> BuildPlan:
         return BuildPlan(batch_to=int(batch_to), fingerprint=fingerprint, reason=reason,
-                         meters=meters)
+                         meters=meters, calendars=calendars)
 
     if full:
         return full_plan("asked for")
@@ -132,9 +157,14 @@ def plan_build(warehouse: Warehouse, full: bool = False,
         return full_plan("no completed build recorded")
     through_seq, recorded_fingerprint = recorded[0]
     if recorded_fingerprint != fingerprint:
-        return full_plan("the dbt project or a customer calendar changed")
+        return full_plan("the dbt project changed")
+    moved = _moved_calendars(warehouse, calendars)
+    if moved:
+        return full_plan(f"{len(moved)} customer calendar(s) changed, e.g. "
+                         f"{'/'.join(moved[0][:3])}")
     return BuildPlan(batch_to=max(int(batch_to), int(through_seq)), fingerprint=fingerprint,
-                     batch_from=int(through_seq), rebuild=rebuild, meters=meters)
+                     batch_from=int(through_seq), rebuild=rebuild, meters=meters,
+                     calendars=calendars)
 
 
 def record_build(warehouse: Warehouse, plan: BuildPlan, built_at: datetime) -> None:
@@ -144,13 +174,21 @@ def record_build(warehouse: Warehouse, plan: BuildPlan, built_at: datetime) -> N
         "through_seq": pa.array([plan.batch_to], pa.int64()),
         "fingerprint": pa.array([plan.fingerprint], pa.string()),
         "built_at": pa.array([built_at], pa.timestamp("us", tz="UTC")),
+        # where the build's batch started (null: a full build); the serving snapshot patches
+        # the previous one only when it holds exactly the build before this batch
+        "batch_from": pa.array([plan.batch_from], pa.int64()),
     })
     columns = list(zip(*plan.meters, strict=True)) if plan.meters else [[], [], [], []]
     meters = pa.table({name: pa.array(values, pa.string()) for name, values in zip(
         ("tenant_id", "environment_id", "meter_id", "definition_hash"), columns, strict=True)})
+    columns = (list(zip(*plan.calendars, strict=True)) if plan.calendars
+               else [[] for _ in CALENDAR_COLUMNS])
+    calendars = pa.table({name: pa.array(values, pa.string())
+                          for name, values in zip(CALENDAR_COLUMNS, columns, strict=True)})
     with warehouse.transaction():
         warehouse.replace_arrow(BUILD_STATE, state, BUILD_TABLES[BUILD_STATE])
         warehouse.replace_arrow(BUILD_METERS, meters, BUILD_TABLES[BUILD_METERS])
+        warehouse.replace_arrow(BUILD_CALENDARS, calendars, BUILD_TABLES[BUILD_CALENDARS])
 
 
 def build_models(config, full: bool = False,

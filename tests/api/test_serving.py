@@ -5,6 +5,7 @@ locked warehouse is a clear 503."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,12 +21,14 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.serving import (
     CURRENT,
+    PATCH_SCOPES,
     NothingToServe,
     current_snapshot,
     publish_if_stale,
     publish_snapshot,
 )
 from api.settings import Settings
+from orchestration.defs.dbt.project import DBT_PROJECT_DIR
 from orchestration.warehouse import WarehouseConfig
 from tests.api.data import T0, T1, acme, iso, sha
 
@@ -175,3 +178,18 @@ def test_a_missing_warehouse_is_a_503(tmp_path):
         status, error = usage_total(client)
     assert status == 503 and "does not exist yet" in error["message"]
     assert not (tmp_path / "none.duckdb").exists()  # the API never creates a warehouse
+
+
+def test_patch_scopes_are_the_scopes_the_models_rewrite():
+    """A patched snapshot rewrites exactly the rows the batch run's models deleted and
+    inserted: PATCH_SCOPES must name the scopes of their `mh_delete_changed` pre-hooks."""
+    models = DBT_PROJECT_DIR / "models"
+    for table, scopes in PATCH_SCOPES.items():
+        sql = next(models.rglob(f"{table}.sql")).read_text()
+        declared = re.search(r"mh_delete_changed\(\[([^\]]*)\]", sql)
+        assert declared, table
+        names = [name.strip(" '\"") for name in declared.group(1).split(",")]
+        assert names == [scope for scope in scopes if scope != "weighted_customer"], table
+        weighted = bool(re.search(
+            r"aggregation_type = 'WEIGHTED_SUM' and \W*mh_changed\('customer'", sql))
+        assert weighted == ("weighted_customer" in scopes), table

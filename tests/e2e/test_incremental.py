@@ -16,9 +16,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 
+from api.serving import PATCH_SCOPES, current_snapshot, publish_snapshot, serving_dir_for
 from orchestration.build_state import build_models, plan_build
 from orchestration.cli import run_pipeline
 from orchestration.defs.dbt.project import DBT_PROJECT_DIR, dbt_environment, target_path_for
@@ -161,6 +163,8 @@ def _incremental_history_equals_full_build(config, tmp_path, monkeypatch):
             f"select count(*) from {warehouse.table('raw_events')} where event_id like 'late_%'")
     assert late[0][0] > 100
     assert all(not plan.full for plan in plans)  # every build after the first was a batch run
+    if config.target == "duckdb":
+        _patched_snapshot_equals_a_whole_copy(config, tmp_path)
     full = build_models(config, full=True)
     assert full.full
     with Warehouse(config) as warehouse:
@@ -171,6 +175,33 @@ def _incremental_history_equals_full_build(config, tmp_path, monkeypatch):
         only_rebuilt = sorted(set(rebuilt[table]) - set(incremental[table]), key=str)[:5]
         assert incremental[table] == rebuilt[table], (table, only_incremental, only_rebuilt)
     assert len(rebuilt["fct_meter_usage"]) > 1000
+    with Warehouse(config) as warehouse:  # the lookup index is Postgres's (DuckDB: zone maps)
+        indexes = warehouse.query(
+            "select count(*) from pg_indexes where tablename = 'serving_meter_event_values'"
+            if config.target == "postgres" else "select count(*) from duckdb_indexes()")[0][0]
+    assert indexes == (1 if config.target == "postgres" else 0)
+
+
+def _patched_snapshot_equals_a_whole_copy(config, tmp_path: Path) -> None:
+    """Each batch run's serving snapshot was patched from the previous one: table for table,
+    it holds what a whole copy of the warehouse holds."""
+    patched = current_snapshot(serving_dir_for(config))
+    whole = publish_snapshot(config, tmp_path / "whole", patch=False)
+    with duckdb.connect(str(patched), read_only=True) as conn:
+        patches, patched_tables = conn.execute(
+            "select patches, patched_tables from serving_snapshot_info").fetchone()
+        assert patches == 4 and "fct_meter_usage" in patched_tables  # every batch run
+        conn.execute(f"attach '{whole}' as whole (read_only)")
+        tables = [row[0] for row in conn.execute(
+            "select table_name from information_schema.tables where table_catalog = 'whole' "
+            "and table_name <> 'serving_snapshot_info'").fetchall()]
+        assert set(PATCH_SCOPES) <= set(tables)
+        for table in tables:
+            differing = conn.execute(
+                f"(select * from main.{table} except all select * from whole.{table}) union all "
+                f"(select * from whole.{table} except all select * from main.{table})"
+            ).fetchall()
+            assert not differing, (table, differing[:5])
 
 
 def test_incremental_history_equals_a_full_build_on_duckdb(duckdb_config, tmp_path,
