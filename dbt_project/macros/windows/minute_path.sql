@@ -324,7 +324,11 @@ window_parts as {{ mh_not_materialized() }} (
         cast(null as bigint) as distinct_value,
         cast(null as {{ mh_value_type() }}) as weighted_value
     from minutes_in_windows
-    {%- if 'MAX' in types %}
+    {%- for aggregation_type, part, expression, source in [
+        ('MAX', 'bucket_max', 'bucket_max', 'bucket_group_maxima'),
+        ('COUNT_UNIQUE', 'distinct_value', 'cast(1 as bigint)', 'window_distinct_values'),
+        ('WEIGHTED_SUM', 'weighted_value', 'weighted_value', 'weighted_values')]
+        if aggregation_type in types %}
 
     union all
 
@@ -336,45 +340,13 @@ window_parts as {{ mh_not_materialized() }} (
         cast(null as bigint) as event_count,
         cast(null as bigint) as value_count,
         cast(null as bigint) as text_count,
-        bucket_max,
-        cast(null as bigint) as distinct_value,
-        cast(null as {{ mh_value_type() }}) as weighted_value
-    from bucket_group_maxima
-    {%- endif %}
-    {%- if 'COUNT_UNIQUE' in types %}
-
-    union all
-
-    select
-        {{ window_keys }},
-        cast(null as {{ mh_timestamptz() }}) as window_end,
-        cast(null as {{ mh_text_type() }}) as timezone,
-        cast(null as {{ mh_text_type() }}) as aggregation_type,
-        cast(null as bigint) as event_count,
-        cast(null as bigint) as value_count,
-        cast(null as bigint) as text_count,
-        cast(null as {{ mh_quantity_type() }}) as bucket_max,
-        cast(1 as bigint) as distinct_value,
-        cast(null as {{ mh_value_type() }}) as weighted_value
-    from window_distinct_values
-    {%- endif %}
-    {%- if 'WEIGHTED_SUM' in types %}
-
-    union all
-
-    select
-        {{ window_keys }},
-        cast(null as {{ mh_timestamptz() }}) as window_end,
-        cast(null as {{ mh_text_type() }}) as timezone,
-        cast(null as {{ mh_text_type() }}) as aggregation_type,
-        cast(null as bigint) as event_count,
-        cast(null as bigint) as value_count,
-        cast(null as bigint) as text_count,
-        cast(null as {{ mh_quantity_type() }}) as bucket_max,
-        cast(null as bigint) as distinct_value,
-        weighted_value
-    from weighted_values
-    {%- endif %}
+        {%- for column, type in [('bucket_max', mh_quantity_type()), ('distinct_value', 'bigint'),
+                                 ('weighted_value', mh_value_type())] %}
+        {{ expression if column == part else 'cast(null as ' ~ type ~ ')' }} as {{ column }}
+            {{- ',' if not loop.last }}
+        {%- endfor %}
+    from {{ source }}
+    {%- endfor %}
 ),
 
 valued as (

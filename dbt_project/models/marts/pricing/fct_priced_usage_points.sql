@@ -34,24 +34,37 @@ line_items as (
     from periods
 ),
 
-{#- Each piece's two ends, signed, so that one join prices both. -#}
+{#- Each piece's two ends, signed, so that one join prices both; the start carries the
+    window's own columns (the same on every piece of a window). -#}
 piece_ends as (
     select
         line_item_key, window_size, window_start, period_index,
-        piece_start as instant, -1 as sign
+        piece_start as instant, -1 as sign,
+        window_end, timezone, window_usage, window_event_count
     from pieces
     union all
     select
         line_item_key, window_size, window_start, period_index,
-        piece_end as instant, 1 as sign
+        piece_end as instant, 1 as sign,
+        cast(null as {{ mh_timestamptz() }}) as window_end,
+        cast(null as {{ mh_text_type() }}) as timezone,
+        cast(null as {{ mh_value_type() }}) as window_usage,
+        cast(null as bigint) as window_event_count
     from pieces
 ),
 
+{#- One grouping gives each point its cost and its window's columns (rather than joining
+    the points back to their windows: two tables of every window at 10 million events do not
+    fit the memory limit). -#}
 point_costs as (
     select
         piece_ends.line_item_key,
         piece_ends.window_size,
         piece_ends.window_start,
+        max(piece_ends.window_end) as window_end,
+        max(piece_ends.timezone) as timezone,
+        max(piece_ends.window_usage) as window_usage,
+        max(piece_ends.window_event_count) as window_event_count,
         sum(piece_ends.sign * costs.charged_cost_rounded) as cost
     from piece_ends
     inner join instant_costs as costs
@@ -59,14 +72,6 @@ point_costs as (
         and piece_ends.period_index = costs.period_index
         and piece_ends.instant = costs.instant
     group by piece_ends.line_item_key, piece_ends.window_size, piece_ends.window_start
-),
-
-{#- A window's own columns, from its first piece. -#}
-point_windows as (
-    select line_item_key, window_size, window_start, window_end, timezone, window_usage,
-        window_event_count
-    from pieces
-    where piece_start = window_start or period_index = 0
 ),
 
 final as (
@@ -81,18 +86,14 @@ final as (
         line_items.currency,
         point_costs.window_size,
         point_costs.window_start,
-        windows.window_end,
-        windows.timezone,
-        windows.window_usage as usage,
-        cast(windows.window_event_count as bigint) as event_count,
+        point_costs.window_end,
+        point_costs.timezone,
+        point_costs.window_usage as usage,
+        cast(point_costs.window_event_count as bigint) as event_count,
         cast(point_costs.cost as {{ mh_quantity_type() }}) as cost
     from point_costs
     inner join line_items
         on point_costs.line_item_key = line_items.line_item_key
-    inner join point_windows as windows
-        on point_costs.line_item_key = windows.line_item_key
-        and point_costs.window_size = windows.window_size
-        and point_costs.window_start = windows.window_start
 )
 
 select * from final
