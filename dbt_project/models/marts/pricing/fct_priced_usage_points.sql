@@ -8,7 +8,7 @@
   cumulative value also moves between events). usage is the window's meter usage.
   Grain: tenant × environment × subscription × price × window_size × window_start.
 -#}
-with pieces as (
+with pieces as {{ mh_not_materialized() }} (
     select * from {{ ref('int_line_item_window_pieces') }}
 ),
 
@@ -34,44 +34,42 @@ line_items as (
     from periods
 ),
 
-{#- Each piece's two ends, signed, so that one join prices both; the start carries the
-    window's own columns (the same on every piece of a window). -#}
+{#- Each piece's two ends, signed, so that one join prices both. -#}
 piece_ends as (
     select
-        line_item_key, window_size, window_start, period_index,
-        piece_start as instant, -1 as sign,
-        window_end, timezone, window_usage, window_event_count
+        line_item_key, window_size, window_start, window_end, timezone, window_usage,
+        window_event_count, period_index, piece_start as instant, -1 as sign
     from pieces
     union all
     select
-        line_item_key, window_size, window_start, period_index,
-        piece_end as instant, 1 as sign,
-        cast(null as {{ mh_timestamptz() }}) as window_end,
-        cast(null as {{ mh_text_type() }}) as timezone,
-        cast(null as {{ mh_value_type() }}) as window_usage,
-        cast(null as bigint) as window_event_count
+        line_item_key, window_size, window_start, window_end, timezone, window_usage,
+        window_event_count, period_index, piece_end as instant, 1 as sign
     from pieces
 ),
 
-{#- One grouping gives each point its cost and its window's columns (rather than joining
-    the points back to their windows: two tables of every window at 10 million events do not
-    fit the memory limit). -#}
+{#- One grouping gives each point its cost and its window's columns (the same on every piece
+    of a window, so grouping by them changes nothing): joining the points back to their
+    windows, or taking max() of a text column, holds memory DuckDB cannot spill, and at 10
+    million events it does not fit the memory limit. -#}
 point_costs as (
     select
         piece_ends.line_item_key,
         piece_ends.window_size,
         piece_ends.window_start,
-        max(piece_ends.window_end) as window_end,
-        max(piece_ends.timezone) as timezone,
-        max(piece_ends.window_usage) as window_usage,
-        max(piece_ends.window_event_count) as window_event_count,
+        piece_ends.window_end,
+        piece_ends.timezone,
+        piece_ends.window_usage,
+        piece_ends.window_event_count,
         sum(piece_ends.sign * costs.charged_cost_rounded) as cost
     from piece_ends
     inner join instant_costs as costs
         on piece_ends.line_item_key = costs.line_item_key
         and piece_ends.period_index = costs.period_index
         and piece_ends.instant = costs.instant
-    group by piece_ends.line_item_key, piece_ends.window_size, piece_ends.window_start
+    group by
+        piece_ends.line_item_key, piece_ends.window_size, piece_ends.window_start,
+        piece_ends.window_end, piece_ends.timezone, piece_ends.window_usage,
+        piece_ends.window_event_count
 ),
 
 final as (
