@@ -118,7 +118,10 @@ def _write_time_tables(wh) -> dict[str, int]:
 
 
 def build(spec: dict[str, Any]) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
     from models.catalog import load_catalog_dir
+    from orchestration.build_state import plan_build, record_build
     from orchestration.catalog_tables import write_catalog
     from orchestration.defs.dbt.project import run_dbt, target_path_for
     from orchestration.warehouse import Warehouse
@@ -130,10 +133,13 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
         write_catalog(wh, catalog)
         catalog_done = time.monotonic()
         time_tables = _write_time_tables(wh)
+        plan = plan_build(wh)
     calendars_done = time.monotonic()
-    run = run_dbt(["build"], config, raise_on_failure=False)
+    run = run_dbt(["build", *plan.dbt_args()], config, raise_on_failure=False)
     finished = time.monotonic()
     with Warehouse(config) as wh:
+        if run.success:  # what `meterhouse run` records: the incremental run is a batch run
+            record_build(wh, plan, datetime.now(UTC))
         raw_rows = wh.query(f"select count(*) from {wh.table('raw_events')}")[0][0]
         usage_rows = (wh.query(f"select count(*) from {wh.table('fct_meter_usage')}")[0][0]
                       if wh.table_exists("fct_meter_usage") else 0)

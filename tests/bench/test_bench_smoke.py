@@ -70,6 +70,9 @@ def test_the_incremental_run_stores_every_new_event_and_still_agrees(bench_run: 
     assert increment["late_events"] == increment["events"] // 2
     assert incremental["new_raw_event_rows"] == increment["events"]
     assert incremental["incremental_models"] is not None  # read from dbt's manifest
+    # the build before it was recorded, so this was a batch run, not a second full build
+    dbt_args = json.loads(Path(incremental["run_results"]).read_text())["args"]
+    assert "mh_batch_from" in str(dbt_args.get("vars")), dbt_args.get("vars")
     after = report["after_incremental"]["agreement_duckdb"]
     assert after["agrees"], after
     assert after["rows_ours"] > report["agreement"]["duckdb"]["rows_ours"]
