@@ -98,7 +98,8 @@ class WarehouseReader(Protocol):
 def make_reader(settings: Settings) -> WarehouseReader:
     if settings.warehouse.target == "duckdb":
         return DuckDBReader(settings.warehouse, serving_dir_for(settings.warehouse,
-                                                                settings.serving_dir))
+                                                                settings.serving_dir),
+                            settings.duckdb_memory_limit)
     if settings.warehouse.target == "postgres":
         return PostgresReader(settings.warehouse, settings.pg_pool_size)
     raise ValueError(f"unknown warehouse target {settings.warehouse.target!r}")
@@ -109,9 +110,10 @@ def make_reader(settings: Settings) -> WarehouseReader:
 
 
 class DuckDBReader:
-    def __init__(self, config: WarehouseConfig, serving_dir: Path):
+    def __init__(self, config: WarehouseConfig, serving_dir: Path, memory_limit: str = "1GB"):
         self.config = config
         self.serving_dir = serving_dir
+        self._memory_limit = memory_limit
         self._lock = threading.Lock()
         self._snapshot: Path | None = None
         self._shared: Any = None
@@ -123,6 +125,7 @@ class DuckDBReader:
         with self._lock:
             if self._snapshot != snapshot:
                 conn = duckdb.connect(str(snapshot), read_only=True)
+                conn.execute(f"set memory_limit = '{self._memory_limit}'")
                 # requests under way keep their own cursors (and cache); the old connection
                 # is dropped
                 self._snapshot, self._shared, self._cache = snapshot, conn, QueryCache()
@@ -149,6 +152,7 @@ class DuckDBReader:
                               "(meterhouse run) first")
         try:
             conn = duckdb.connect(str(path), read_only=True)
+            conn.execute(f"set memory_limit = '{self._memory_limit}'")
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             raise unavailable(
                 "the warehouse is being written by a build and no serving snapshot has been "

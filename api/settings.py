@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration.warehouse import DEFAULT_DUCKDB_PATH, WarehouseConfig
 
@@ -24,6 +24,9 @@ class Settings(BaseModel):
     max_range_days: int = 3_660
     # Postgres connections kept open for requests.
     pg_pool_size: int = 8
+    # DuckDB only: memory one API process may use for its read-only connections (cache
+    # included; DuckDB's default is 80% of RAM, per process).
+    duckdb_memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$")
 
     @classmethod
     def from_env(cls, target: str | None = None, duckdb_path: str | None = None) -> Settings:
@@ -38,4 +41,5 @@ class Settings(BaseModel):
             max_points=int(env.get("MH_API_MAX_POINTS", "100000")),
             max_range_days=int(env.get("MH_API_MAX_RANGE_DAYS", "3660")),
             pg_pool_size=int(env.get("MH_API_PG_POOL_SIZE", "8")),
+            duckdb_memory_limit=env.get("MH_API_DUCKDB_MEMORY_LIMIT", "1GB"),
         )

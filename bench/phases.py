@@ -280,7 +280,7 @@ def api_load(spec: dict[str, Any]) -> dict[str, Any]:
 def incremental(spec: dict[str, Any]) -> dict[str, Any]:
     """1% new events land (not timed), then `meterhouse run` ingests and rebuilds (timed)."""
     from bench.increment import write_increment
-    from orchestration.defs.dbt.project import DBT_PROJECT_DIR
+    from orchestration.defs.dbt.project import target_path_for
 
     warehouse = Path(spec["warehouse"])
     increment = write_increment(warehouse, Path(spec["landing_dir"]),
@@ -299,7 +299,9 @@ def incremental(spec: dict[str, Any]) -> dict[str, Any]:
                               check=False).returncode
     seconds = time.monotonic() - started
     after = _raw_counts(warehouse)
-    run_results = _newest(DBT_PROJECT_DIR / "target", "run_results.json", wall_started)
+    # this warehouse's own target folder: tests running beside the bench write their own
+    run_results = _newest(target_path_for(_warehouse_config(spec)), "run_results.json",
+                          wall_started)
     manifest = run_results.parent / "manifest.json" if run_results else None
     return {
         "seconds": seconds,

@@ -12,7 +12,12 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from orchestration.build_state import plan_build, record_build
-from orchestration.defs.dbt.project import DBT_PROJECT_DIR, dbt_environment, ensure_manifest
+from orchestration.defs.dbt.project import (
+    DBT_PROJECT_DIR,
+    dbt_environment,
+    ensure_manifest,
+    target_path_for,
+)
 from orchestration.resources import MeterhouseResource
 
 
@@ -86,7 +91,11 @@ def meterhouse_dbt_models(
     if meterhouse.target == "spark":
         yield from _build_in_this_process(context, meterhouse, plan.dbt_args())
     else:
-        yield from dbt.cli(["build", *plan.dbt_args()], context=context).stream()
+        # this warehouse's own target folder (not a new one per run): dbt parses the project
+        # partially from the last run's state, and run_results.json is where one looks for it
+        target_path = target_path_for(meterhouse.warehouse_config())
+        yield from dbt.cli(["build", *plan.dbt_args()], context=context,
+                           target_path=target_path).stream()
     with meterhouse.warehouse() as warehouse:
         record_build(warehouse, plan, datetime.now(UTC))
 
