@@ -60,14 +60,13 @@ minutely as {{ mh_not_materialized() }} (
         and not meters.rolls_up
         and meters.aggregation_type in ('{{ types | join("', '") }}')
     {%- if batch %}
-    where exists (
-            select 1 from changed_spans as spans
-            where spans.tenant_id = minutely.tenant_id
-            and spans.environment_id = minutely.environment_id
-            and spans.external_customer_id = minutely.external_customer_id
-            and minutely.minute_start >= spans.span_start
-            and minutely.minute_start < spans.span_end
-        )
+    {#- one span per customer: a join, not a range `exists` under an `or` (which Postgres
+        runs once per minute row) #}
+    left join changed_spans as spans
+        on spans.tenant_id = minutely.tenant_id
+        and spans.environment_id = minutely.environment_id
+        and spans.external_customer_id = minutely.external_customer_id
+    where (minutely.minute_start >= spans.span_start and minutely.minute_start < spans.span_end)
         or {{ mh_changed('meter', 'minutely') }}
         or (minutely.aggregation_type = 'WEIGHTED_SUM' and {{ mh_changed('customer', 'minutely') }})
     {%- endif %}

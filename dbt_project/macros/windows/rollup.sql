@@ -201,7 +201,22 @@ insert into {{ this }} (
     state_sum, state_max, state_first_minute, state_latest_timestamp, state_latest_ingest_seq,
     state_latest_event_id, state_latest_value
 )
+{%- set in_changed_window %}exists (
+                select 1 from {{ ref('int_changed_windows') }} as changed
+                where changed.tenant_id = children.tenant_id
+                and changed.environment_id = children.environment_id
+                and changed.external_customer_id = children.external_customer_id
+                and changed.window_size = '{{ size }}'
+                and children.window_start >= changed.window_start
+                and children.window_start < changed.window_end
+            ){% endset -%}
+{#- A batch run reads the children inside a changed window, and every child of a changed
+    meter outside them: two branches with the range `exists` at the top of each, which
+    Postgres plans as a semi and an anti join (under an `or` it ran once per child row). -#}
+{%- set branches = [in_changed_window, 'not ' ~ in_changed_window ~ ' and '
+    ~ mh_changed('meter', 'children')] if mh_batch_run() else [none] -%}
 with children as (
+    {%- for branch in branches %}
     select
         children.*,
         coalesce(calendars.month_anchor_key, '') as month_anchor_key,
@@ -215,20 +230,11 @@ with children as (
     {%- if size != 'MONTH' %}
         and children.window_size = '{{ child_size[size] }}'
     {%- endif %}
-    {%- if mh_batch_run() %}
-        and (
-            exists (
-                select 1 from {{ ref('int_changed_windows') }} as changed
-                where changed.tenant_id = children.tenant_id
-                and changed.environment_id = children.environment_id
-                and changed.external_customer_id = children.external_customer_id
-                and changed.window_size = '{{ size }}'
-                and children.window_start >= changed.window_start
-                and children.window_start < changed.window_end
-            )
-            or {{ mh_changed('meter', 'children') }}
-        )
+    {%- if branch %}
+        and {{ branch }}
     {%- endif %}
+    {{- '\n\n    union all\n' if not loop.last }}
+    {%- endfor %}
 ),
 
 members as (
