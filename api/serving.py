@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestration.warehouse import WarehouseConfig
+from orchestration.warehouse import WarehouseConfig, duckdb_memory_limit
 
 CURRENT = "CURRENT"
 SNAPSHOT_INFO = "serving_snapshot_info"
@@ -140,6 +140,8 @@ def publish_snapshot(config: WarehouseConfig, serving_dir: str | Path = "",
         conn = duckdb.connect(str(warehouse), read_only=True)
     except duckdb.ConnectionException:
         conn = duckdb.connect(str(warehouse))
+    # the sorted copies of 45M-row tables spill beyond this (unbounded, they took 9 GB)
+    conn.execute("set memory_limit = ?", [duckdb_memory_limit()])
     try:
         schema = config.schema_name
         tables = [

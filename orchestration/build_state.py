@@ -77,7 +77,9 @@ class BuildPlan:
 
         if self.full:
             return ["--full-refresh"]
-        return ["--vars", json.dumps(self.dbt_vars())]
+        # A batch run builds with the SQL of the recorded build (same fingerprint), whose
+        # unit tests passed then: running them again would only add start-up time.
+        return ["--vars", json.dumps(self.dbt_vars()), "--exclude-resource-type", "unit_test"]
 
     def describe(self) -> str:
         if self.full:

@@ -19,6 +19,12 @@ import pyarrow as pa
 
 DEFAULT_DUCKDB_PATH = "warehouse/meterhouse.duckdb"
 DEFAULT_SPARK_WAREHOUSE = "warehouse/spark"
+
+
+def duckdb_memory_limit() -> str:
+    """What one DuckDB connection of the pipeline may hold (dbt's profile reads the same
+    variable); beyond it DuckDB spills to disk instead of taking the machine."""
+    return os.environ.get("MH_DUCKDB_MEMORY_LIMIT", "3GB")
 TARGETS = ("duckdb", "postgres", "spark")
 
 
@@ -102,9 +108,7 @@ class Warehouse:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = duckdb.connect(str(path))
             self._conn.execute("set TimeZone = 'UTC'")
-            # as dbt's profile: beyond this DuckDB spills to disk instead of taking the machine
-            self._conn.execute("set memory_limit = ?",
-                               [os.environ.get("MH_DUCKDB_MEMORY_LIMIT", "3GB")])
+            self._conn.execute("set memory_limit = ?", [duckdb_memory_limit()])
         elif self.config.target == "postgres":
             import psycopg2
 

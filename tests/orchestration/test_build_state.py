@@ -33,6 +33,7 @@ def _plan_after_first_build(config, calendars):
     with Warehouse(config) as warehouse:
         first = plan_build(warehouse)
         assert first.full and first.reason == "no completed build recorded"
+        assert first.dbt_args() == ["--full-refresh"]  # unit tests included
         record_build(warehouse, first, datetime.now(UTC))
     _warehouse(config, calendars)
     with Warehouse(config) as warehouse:
@@ -42,6 +43,10 @@ def _plan_after_first_build(config, calendars):
 def test_unchanged_calendars_give_a_batch_run(duckdb_config):
     plan = _plan_after_first_build(duckdb_config, CALENDARS)
     assert not plan.full and plan.batch_from == 10
+    # same SQL as the recorded build, whose unit tests passed: a batch run skips them
+    args = plan.dbt_args()
+    assert args[args.index("--exclude-resource-type") + 1] == "unit_test"
+    assert '"mh_batch_from": 10' in args[args.index("--vars") + 1]
 
 
 def test_a_new_customer_gives_a_batch_run(duckdb_config):
