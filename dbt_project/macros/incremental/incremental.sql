@@ -34,32 +34,35 @@
   minute - the row's customer minute holds a touched event version;
   meter  - the row's meter changed (or was removed);
   window - the row's window contains a changed minute of its customer;
-  customer - the row's customer has any changed minute.
+  customer - the row's customer has any changed minute;
+  weighted_customer - a WEIGHTED_SUM row of such a customer (its level carries over).
 -#}
-{% macro mh_changed(scope, alias) -%}
+{% macro mh_changed(scope, alias, tables=none) -%}
     {%- if scope == 'meter' -%}
-        exists (select 1 from {{ ref('int_changed_meters') }} as changed
+        exists (select 1 from {{ mh_change_table('int_changed_meters', tables) }} as changed
             where changed.tenant_id = {{ alias }}.tenant_id
             and changed.environment_id = {{ alias }}.environment_id
             and changed.meter_id = {{ alias }}.meter_id)
     {%- elif scope == 'event' -%}
-        exists (select 1 from {{ ref('int_event_changes') }} as changed
+        exists (select 1 from {{ mh_change_table('int_event_changes', tables) }} as changed
             where changed.tenant_id = {{ alias }}.tenant_id
             and changed.environment_id = {{ alias }}.environment_id
             and changed.event_id = {{ alias }}.event_id)
     {%- elif scope == 'minute' -%}
-        exists (select 1 from {{ ref('int_event_changes') }} as changed
+        exists (select 1 from {{ mh_change_table('int_event_changes', tables) }} as changed
             where changed.tenant_id = {{ alias }}.tenant_id
             and changed.environment_id = {{ alias }}.environment_id
             and changed.external_customer_id = {{ alias }}.external_customer_id
             and changed.minute_start = {{ alias }}.minute_start)
     {%- elif scope == 'customer' -%}
-        exists (select 1 from {{ ref('int_event_changes') }} as changed
+        exists (select 1 from {{ mh_change_table('int_event_changes', tables) }} as changed
             where changed.tenant_id = {{ alias }}.tenant_id
             and changed.environment_id = {{ alias }}.environment_id
             and changed.external_customer_id = {{ alias }}.external_customer_id)
+    {%- elif scope == 'weighted_customer' -%}
+        ({{ alias }}.aggregation_type = 'WEIGHTED_SUM' and {{ mh_changed('customer', alias, tables) }})
     {%- elif scope == 'window' -%}
-        exists (select 1 from {{ ref('int_changed_windows') }} as changed
+        exists (select 1 from {{ mh_change_table('int_changed_windows', tables) }} as changed
             where changed.tenant_id = {{ alias }}.tenant_id
             and changed.environment_id = {{ alias }}.environment_id
             and changed.external_customer_id = {{ alias }}.external_customer_id
@@ -70,10 +73,16 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- A change table: by `ref` in models; by name from data tests (`tables`), which must not
+    depend on them (dbt would then select a model's test with the change tables). -#}
+{% macro mh_change_table(name, tables=none) -%}
+    {{ return(tables[name] if tables else ref(name)) }}
+{%- endmacro %}
+
 {#- The rows of an incremental model in the changed scope (`scopes`: a list of scope names,
     or a ready-made predicate on `alias`). -#}
-{% macro mh_in_changed_scope(scopes, alias) -%}
-    ({% for scope in scopes %}{{ mh_changed(scope, alias) }}{{ ' or ' if not loop.last }}{% endfor %})
+{% macro mh_in_changed_scope(scopes, alias, tables=none) -%}
+    ({% for scope in scopes %}{{ mh_changed(scope, alias, tables) }}{{ ' or ' if not loop.last }}{% endfor %})
 {%- endmacro %}
 
 {#-
@@ -104,3 +113,24 @@
 {%- endmacro %}
 {% macro default__mh_incremental_materialization() -%} {{ return('incremental') }} {%- endmacro %}
 {% macro spark__mh_incremental_materialization() -%} {{ return('table') }} {%- endmacro %}
+
+{#-
+  The rows a data test checks (`scope`: the model's `mh_delete_changed` scopes). A full build
+  checks the whole model; a batch run only the rows it rewrote. That is exact for the grain and
+  row tests of the incremental models: their grain contains the scope's keys, so two rows with
+  one key are both inside the scope or both outside it, and rows outside were checked by the
+  build that wrote them. The change tables are read by name, next to the model: a batch run
+  builds them before any incremental model.
+-#}
+{% macro mh_tested_rows(model, scope) -%}
+    {%- if scope and mh_batch_run() -%}
+        {%- set tables = {} -%}
+        {%- for name in ['int_event_changes', 'int_changed_meters', 'int_changed_windows'] -%}
+            {%- do tables.update({name: api.Relation.create(database=model.database,
+                schema=model.schema, identifier=name)}) -%}
+        {%- endfor -%}
+        (select * from {{ model }} as tested where {{ mh_in_changed_scope(scope, 'tested', tables) }})
+    {%- else -%}
+        {{ model }}
+    {%- endif -%}
+{%- endmacro %}

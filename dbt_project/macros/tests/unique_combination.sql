@@ -1,11 +1,13 @@
 {#- Generic test: no two rows share the same values of `columns` (a model's grain). -#}
-{% test mh_unique_combination(model, columns) %}
-    {{ return(adapter.dispatch('test_mh_unique_combination', 'meterhouse')(model, columns)) }}
+{#- `scope` (incremental models): a batch run checks only the rows it rewrote (mh_tested_rows). -#}
+{% test mh_unique_combination(model, columns, scope=none) %}
+    {{ return(adapter.dispatch('test_mh_unique_combination', 'meterhouse')(
+        mh_tested_rows(model, scope), columns)) }}
 {% endtest %}
 
 {% macro default__test_mh_unique_combination(model, columns) %}
 select {{ columns | join(', ') }}, count(*) as rows_with_this_key
-from {{ model }}
+from {{ model }} as tested_rows
 group by {{ columns | join(', ') }}
 having count(*) > 1
 {% endmacro %}
@@ -21,7 +23,7 @@ having count(*) > 1
 {%- set keys = columns | join(', ') %}
 with key_hashes as not materialized (
     select hash({{ keys }}) as key_hash
-    from {{ model }}
+    from {{ model }} as tested_rows
 ),
 
 repeated_hashes as (
@@ -36,13 +38,13 @@ repeated_hashes as (
 )
 
 select {{ keys }}, count(*) as rows_with_this_key
-from {{ model }}
+from {{ model }} as tested_rows
 where hash({{ keys }}) in (select key_hash from repeated_hashes)
 group by {{ keys }}
 having count(*) > 1
 {% endmacro %}
 
 {#- Generic test: `expression` holds on every row (rows where it does not are returned). -#}
-{% test mh_expression_is_true(model, expression) %}
-select * from {{ model }} where not ({{ expression }})
+{% test mh_expression_is_true(model, expression, scope=none) %}
+select * from {{ mh_tested_rows(model, scope) }} as tested_rows where not ({{ expression }})
 {% endtest %}

@@ -37,15 +37,38 @@ billing_periods as (
 {%- for size in sizes if size != 'MINUTE' -%}{%- do larger.append("'" ~ size ~ "'") -%}{%- endfor -%}
 {%- set larger_sizes = larger | join(', ') or "''" -%}
 {%- if batch %}
-changed_spans as (
-    select
-        tenant_id,
-        environment_id,
-        external_customer_id,
-        min(window_start) as span_start,
-        max(window_end) as span_end
+{#-
+  The UTC hours a batch run reads minutes of: every hour that overlaps a changed window of a
+  size computed here (sizes do not all nest: a WEEK reaches into the next MONTH). Minutes of
+  those hours outside a changed window are read too, and their windows dropped below
+  (minutes_in_windows keeps changed windows only), so no window is computed from part of its
+  minutes. An equality join, where a range per customer (earliest to latest change) read a
+  whole month of minutes for a late event and a new one.
+-#}
+changed_hours as (
+    select distinct
+        tenant_id, environment_id, external_customer_id,
+        {{ mh_trunc_hour('window_start') }} as hour_start
     from {{ ref('int_changed_windows') }}
-    group by tenant_id, environment_id, external_customer_id
+    where window_size = 'MINUTE'
+
+    union
+
+    select
+        changed.tenant_id, changed.environment_id, changed.external_customer_id,
+        calendar.hour_start
+    from {{ ref('int_changed_windows') }} as changed
+    left join customer_calendars
+        on changed.tenant_id = customer_calendars.tenant_id
+        and changed.environment_id = customer_calendars.environment_id
+        and changed.external_customer_id = customer_calendars.external_customer_id
+    inner join calendar
+        on calendar.timezone = coalesce(customer_calendars.timezone, 'UTC')
+        and calendar.window_size = changed.window_size
+        and calendar.anchor_key = case when changed.window_size = 'MONTH'
+            then coalesce(customer_calendars.month_anchor_key, '') else '' end
+        and calendar.bucket_start = changed.window_start
+    where changed.window_size in ({{ larger_sizes }})
 ),
 
 {%- endif %}
@@ -60,13 +83,13 @@ minutely as {{ mh_not_materialized() }} (
         and not meters.rolls_up
         and meters.aggregation_type in ('{{ types | join("', '") }}')
     {%- if batch %}
-    {#- one span per customer: a join, not a range `exists` under an `or` (which Postgres
-        runs once per minute row) #}
-    left join changed_spans as spans
-        on spans.tenant_id = minutely.tenant_id
-        and spans.environment_id = minutely.environment_id
-        and spans.external_customer_id = minutely.external_customer_id
-    where (minutely.minute_start >= spans.span_start and minutely.minute_start < spans.span_end)
+    {#- a join, not an `exists` under an `or` (which Postgres may run once per minute row) #}
+    left join changed_hours as hours
+        on hours.tenant_id = minutely.tenant_id
+        and hours.environment_id = minutely.environment_id
+        and hours.external_customer_id = minutely.external_customer_id
+        and hours.hour_start = {{ mh_trunc_hour('minutely.minute_start') }}
+    where hours.hour_start is not null
         or {{ mh_changed('meter', 'minutely') }}
         or (minutely.aggregation_type = 'WEIGHTED_SUM' and {{ mh_changed('customer', 'minutely') }})
     {%- endif %}
