@@ -202,20 +202,44 @@ insert into {{ this }} (
     state_latest_event_id, state_latest_value
 )
 {%- set in_changed_window %}exists (
-                select 1 from {{ ref('int_changed_windows') }} as changed
+                select 1 from changed_parent_hours as changed
                 where changed.tenant_id = children.tenant_id
                 and changed.environment_id = children.environment_id
                 and changed.external_customer_id = children.external_customer_id
-                and changed.window_size = '{{ size }}'
-                and children.window_start >= changed.window_start
-                and children.window_start < changed.window_end
+                and changed.hour_start = {{ mh_trunc_hour('children.state_first_minute') }}
+                and children.state_first_minute >= changed.window_start
+                and children.state_first_minute < changed.window_end
             ){% endset -%}
 {#- A batch run reads the children inside a changed window, and every child of a changed
     meter outside them: two branches with the range `exists` at the top of each, which
-    Postgres plans as a semi and an anti join (under an `or` it ran once per child row). -#}
+    Postgres plans as a semi and an anti join (under an `or` it ran once per child row). The
+    changed windows are listed once per UTC hour they overlap, so that a child finds its
+    parent by equality on the hour of its first minute with events (calendar rows exist for
+    the hours of the events; a range alone compared every child of a customer with each of
+    its changed windows: 17 s for the 15MIN windows of a 10M batch run). -#}
 {%- set branches = [in_changed_window, 'not ' ~ in_changed_window ~ ' and '
     ~ mh_changed('meter', 'children')] if mh_batch_run() else [none] -%}
-with children as (
+with
+{%- if mh_batch_run() %} changed_parent_hours as (
+    select
+        changed.tenant_id, changed.environment_id, changed.external_customer_id,
+        calendar.hour_start, changed.window_start, changed.window_end
+    from {{ ref('int_changed_windows') }} as changed
+    left join {{ ref('stg_customer_usage_calendars') }} as calendars
+        on changed.tenant_id = calendars.tenant_id
+        and changed.environment_id = calendars.environment_id
+        and changed.external_customer_id = calendars.external_customer_id
+    inner join {{ ref('stg_calendar_buckets') }} as calendar
+        on calendar.timezone = coalesce(calendars.timezone, 'UTC')
+        and calendar.window_size = changed.window_size
+        and calendar.anchor_key = {{ "coalesce(calendars.month_anchor_key, '')"
+            if size == 'MONTH' else "''" }}
+        and calendar.bucket_start = changed.window_start
+    where changed.window_size = '{{ size }}'
+),
+{%- endif %}
+
+children as (
     {%- for branch in branches %}
     select
         children.*,
