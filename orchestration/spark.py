@@ -50,6 +50,10 @@ def spark_conf(warehouse_dir: str | Path, master: str | None = None) -> dict[str
         "spark.app.name": "meterhouse",
         "spark.driver.memory": env.get("MH_SPARK_DRIVER_MEMORY", "2g"),
         "spark.sql.shuffle.partitions": env.get("MH_SPARK_SHUFFLE_PARTITIONS", "4"),
+        # Spark broadcasts tables it estimates below this from their Parquet size; the
+        # calendar's hashed copy can be many times that and ran out of the 2 GB driver
+        # (default 10 MB); larger tables are shuffled and sort-merged instead
+        "spark.sql.autoBroadcastJoinThreshold": "2MB",
         "spark.sql.warehouse.dir": str(root),
         "spark.hadoop.javax.jdo.option.ConnectionURL":
             f"jdbc:derby:;databaseName={root / 'metastore_db'};create=true",
