@@ -119,13 +119,18 @@ class DuckDBReader:
         self._shared: Any = None
         self._cache = QueryCache()
 
-    def _connection_to(self, snapshot: Path) -> tuple[Any, QueryCache]:
+    def _connect(self, path: Path) -> Any:
+        """A read-only connection held to the API's memory limit."""
         import duckdb
 
+        conn = duckdb.connect(str(path), read_only=True)
+        conn.execute(f"set memory_limit = '{self._memory_limit}'")
+        return conn
+
+    def _connection_to(self, snapshot: Path) -> tuple[Any, QueryCache]:
         with self._lock:
             if self._snapshot != snapshot:
-                conn = duckdb.connect(str(snapshot), read_only=True)
-                conn.execute(f"set memory_limit = '{self._memory_limit}'")
+                conn = self._connect(snapshot)
                 # requests under way keep their own cursors (and cache); the old connection
                 # is dropped
                 self._snapshot, self._shared, self._cache = snapshot, conn, QueryCache()
@@ -151,8 +156,7 @@ class DuckDBReader:
             raise unavailable(f"the warehouse {path} does not exist yet; run the pipeline "
                               "(meterhouse run) first")
         try:
-            conn = duckdb.connect(str(path), read_only=True)
-            conn.execute(f"set memory_limit = '{self._memory_limit}'")
+            conn = self._connect(path)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             raise unavailable(
                 "the warehouse is being written by a build and no serving snapshot has been "

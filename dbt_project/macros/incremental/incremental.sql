@@ -134,3 +134,26 @@
         {{ model }}
     {%- endif -%}
 {%- endmacro %}
+
+{#-
+  The changed windows of `sizes` (not MINUTE), each once per UTC hour it overlaps (calendar
+  rows are keyed by hour and exist for the hours that hold events): batch-run statements find
+  a minute's or a child window's changed window by equality on its hour, not by a range alone.
+-#}
+{% macro mh_changed_window_hours(sizes) -%}
+    select
+        changed.tenant_id, changed.environment_id, changed.external_customer_id,
+        changed.window_size, changed.window_start, changed.window_end, calendar.hour_start
+    from {{ ref('int_changed_windows') }} as changed
+    left join {{ ref('stg_customer_usage_calendars') }} as calendars
+        on changed.tenant_id = calendars.tenant_id
+        and changed.environment_id = calendars.environment_id
+        and changed.external_customer_id = calendars.external_customer_id
+    inner join {{ ref('stg_calendar_buckets') }} as calendar
+        on calendar.timezone = coalesce(calendars.timezone, 'UTC')
+        and calendar.window_size = changed.window_size
+        and calendar.anchor_key = case when changed.window_size = 'MONTH'
+            then coalesce(calendars.month_anchor_key, '') else '' end
+        and calendar.bucket_start = changed.window_start
+    where changed.window_size in ('{{ sizes | join("', '") }}')
+{%- endmacro %}

@@ -54,21 +54,8 @@ changed_hours as (
 
     union
 
-    select
-        changed.tenant_id, changed.environment_id, changed.external_customer_id,
-        calendar.hour_start
-    from {{ ref('int_changed_windows') }} as changed
-    left join customer_calendars
-        on changed.tenant_id = customer_calendars.tenant_id
-        and changed.environment_id = customer_calendars.environment_id
-        and changed.external_customer_id = customer_calendars.external_customer_id
-    inner join calendar
-        on calendar.timezone = coalesce(customer_calendars.timezone, 'UTC')
-        and calendar.window_size = changed.window_size
-        and calendar.anchor_key = case when changed.window_size = 'MONTH'
-            then coalesce(customer_calendars.month_anchor_key, '') else '' end
-        and calendar.bucket_start = changed.window_start
-    where changed.window_size in ({{ larger_sizes }})
+    select tenant_id, environment_id, external_customer_id, hour_start
+    from ({{ mh_changed_window_hours(sizes | reject('equalto', 'MINUTE') | list) }}) as hours
 ),
 
 {%- endif %}

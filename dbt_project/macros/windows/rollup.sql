@@ -221,21 +221,7 @@ insert into {{ this }} (
     ~ mh_changed('meter', 'children')] if mh_batch_run() else [none] -%}
 with
 {%- if mh_batch_run() %} changed_parent_hours as (
-    select
-        changed.tenant_id, changed.environment_id, changed.external_customer_id,
-        calendar.hour_start, changed.window_start, changed.window_end
-    from {{ ref('int_changed_windows') }} as changed
-    left join {{ ref('stg_customer_usage_calendars') }} as calendars
-        on changed.tenant_id = calendars.tenant_id
-        and changed.environment_id = calendars.environment_id
-        and changed.external_customer_id = calendars.external_customer_id
-    inner join {{ ref('stg_calendar_buckets') }} as calendar
-        on calendar.timezone = coalesce(calendars.timezone, 'UTC')
-        and calendar.window_size = changed.window_size
-        and calendar.anchor_key = {{ "coalesce(calendars.month_anchor_key, '')"
-            if size == 'MONTH' else "''" }}
-        and calendar.bucket_start = changed.window_start
-    where changed.window_size = '{{ size }}'
+    {{ mh_changed_window_hours([size]) }}
 ),
 {%- endif %}
 
