@@ -27,7 +27,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import accumulate
@@ -491,23 +491,27 @@ def costs_for(
     for li in found:
         by_meter[li.meter_id].append(li)
     customers = [c.external_id for c in family]
-    pricings: dict[tuple[str, Group], list[tuple[LineItemInfo, StatePricing]]] = {}
+    plans: list[tuple[Meter, LineItemInfo, set[Group]]] = []
     for meter_id, infos in by_meter.items():
         meter = meters.get(meter_id)
         wanted = {item.key for item in items if item.feature.meter_id == meter_id}
         if meter is None or not wanted:
             continue
-        for info in infos:
-            states = _states_for(warehouse, meter, info, customers, start, end, selection,
-                                 wanted)
-            for key in wanted:
-                data_states, distinct, opening = states.get(key, ([], [], ZERO))
-                line = pricing.LineItem(
-                    meter=_ref_meter(meter), price=info.terms(), periods=info.periods,
-                    timezone=customer.timezone, month_anchor=month_anchor,
-                    commitment=info.commitment_terms())
-                priced = StatePricing(line, (), data_states, distinct, opening)
-                pricings.setdefault((meter_id, key), []).append((info, priced))
+        plans += [(meter, info, wanted) for info in infos]
+    prefetched = _prefetch_states(warehouse, plans, customers, start, end, selection)
+    pricings: dict[tuple[str, Group], list[tuple[LineItemInfo, StatePricing]]] = {}
+    for meter, info, wanted in plans:
+        since, until = _state_range(meter, info, start, end)
+        states = _states_for(warehouse, meter, info, customers, start, end, selection,
+                             wanted, prefetched.get((meter.id, since, until)))
+        for key in wanted:
+            data_states, distinct, opening = states.get(key, ([], [], ZERO))
+            line = pricing.LineItem(
+                meter=_ref_meter(meter), price=info.terms(), periods=info.periods,
+                timezone=customer.timezone, month_anchor=month_anchor,
+                commitment=info.commitment_terms())
+            priced = StatePricing(line, (), data_states, distinct, opening)
+            pricings.setdefault((meter.id, key), []).append((info, priced))
 
     total = ZERO
     for index, item in enumerate(items):
@@ -545,12 +549,10 @@ def costs_for(
     return CostResult(currency, total, results)
 
 
-def _states_for(warehouse: Warehouse, meter: Meter, info: LineItemInfo, customers: list[str],
-                start: datetime, end: datetime, selection: Selection, wanted: set[Group]
-                ) -> dict[Group, tuple[list[st.MinuteState], list[tuple[datetime, str]],
-                                       Decimal]]:
-    """Minute states of each wanted group from the earliest usage origin the range needs,
-    with every minute that a billing period boundary cuts split at the boundary."""
+def _state_range(meter: Meter, info: LineItemInfo, start: datetime, end: datetime
+                 ) -> tuple[datetime, datetime]:
+    """The whole minutes whose states the line item's costs over [start, end) are computed
+    from: from the earliest usage origin the range needs up to `end`."""
     periods = [p for p in info.periods if p[0] < end and p[1] > start]
     bucketed = meter.aggregation_type == "MAX" and bool(meter.bucket_size)
     if meter.reset_usage == "NEVER" and not bucketed:
@@ -559,20 +561,61 @@ def _states_for(warehouse: Warehouse, meter: Meter, info: LineItemInfo, customer
         since = min(p[0] for p in periods)
     # costs are needed up to `end` only: a true-up counts when its period ends by then
     until = min(max(p[1] for p in periods), end)
-    since, until = _floor_minute(since), _ceil_minute(until)
+    return _floor_minute(since), _ceil_minute(until)
+
+
+def _prefetch_states(warehouse: Warehouse, plans: list[tuple[Meter, LineItemInfo, set[Group]]],
+                     customers: list[str], start: datetime, end: datetime,
+                     selection: Selection
+                     ) -> dict[tuple[str, datetime, datetime], dict[Group, _GroupStates]]:
+    """The group states of the per-event reads that `_states_for` would make, one statement
+    for all the meters that need the same minutes (line items of one subscription usually
+    do), keyed by (meter id, since, until). Only when the selection needs events: the states
+    of whole meters come from fct_meter_usage_minutely, one cheap read each."""
+    if not selection.needs_events or not plans:
+        return {}
+    by_range: dict[tuple[datetime, datetime], dict[str, Meter]] = defaultdict(dict)
+    for meter, info, _ in plans:
+        by_range[_state_range(meter, info, start, end)][meter.id] = meter
+    plain = replace(selection, with_sources=False)  # costs never list sources
+    found: dict[tuple[str, datetime, datetime], dict[Group, _GroupStates]] = {}
+    for (since, until), group in by_range.items():
+        ids = list(group)
+        distinct = [m.id for m in group.values() if m.aggregation_type == "COUNT_UNIQUE"]
+        found.update({(meter_id, since, until): {} for meter_id in ids})
+        states = fetch_group_states(warehouse, next(iter(group.values())).info(), customers,
+                                    since, until, plain, "", meter_ids=ids,
+                                    distinct_ids=distinct)
+        for key, data in states.items():
+            found[(key[0], since, until)][key[1:]] = data
+    return found
+
+
+def _states_for(warehouse: Warehouse, meter: Meter, info: LineItemInfo, customers: list[str],
+                start: datetime, end: datetime, selection: Selection, wanted: set[Group],
+                prefetched: dict[Group, _GroupStates] | None = None
+                ) -> dict[Group, tuple[list[st.MinuteState], list[tuple[datetime, str]],
+                                       Decimal]]:
+    """Minute states of each wanted group from the earliest usage origin the range needs,
+    with every minute that a billing period boundary cuts split at the boundary.
+    When the selection needs events, `prefetched` holds the groups `_prefetch_states` read for
+    this meter and range (copied here: splitting changes them)."""
+    since, until = _state_range(meter, info, start, end)
     cuts = sorted({bound for period in info.periods for bound in period
                    if since <= bound < until and bound != _floor_minute(bound)})
     kind = meter.aggregation_type
     info_meter = meter.info()
-    if not selection.needs_events:
+    if selection.needs_events:
+        if prefetched is None:
+            raise ValueError("per-event states are read by _prefetch_states")
+        groups = {key: _GroupStates(list(data.states), list(data.distinct))
+                  for key, data in prefetched.items()}
+    else:
         data = _GroupStates(fetch_states(warehouse, info_meter, customers, since, until))
         if kind == "COUNT_UNIQUE":
             data.distinct = fetch_distinct_values(warehouse, info_meter, customers, since,
                                                   until)
         groups = {(): data}
-    else:
-        groups = fetch_group_states(warehouse, info_meter, customers, since, until, selection,
-                                    kind)
     if cuts:
         _split_at(warehouse, info_meter, customers, selection, groups, cuts)
     openings: dict[Group, Decimal] = defaultdict(lambda: ZERO)

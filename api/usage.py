@@ -432,19 +432,35 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
 
     With `meter_ids`, the states of all those meters (of `meter`'s tenant environment) in
     one statement, each group key led by its meter id; distinct values are then read for the
-    meters in `distinct_ids` (those whose aggregation is COUNT_UNIQUE)."""
+    meters in `distinct_ids` (those whose aggregation is COUNT_UNIQUE).
+
+    One statement reads the states, the distinct values and (`selection.with_sources`) the
+    sources: each state row lists the distinct values and sources of its own events, and a
+    group's are the union of its rows' lists."""
     matched, params = _matched_cte(warehouse, meter, customers, start, end, selection, grain,
                                    meter_ids)
     g = _group_columns(selection)
     width = len(selection.group_by)
     if meter_ids is not None:
         g, width = "meter_id, " + g, width + 1
+        distinct_params = list(distinct_ids)
+        distinct_when = (f"meter_id in {_in_list(warehouse, distinct_ids)} and "
+                         if distinct_ids else None)
+    else:
+        distinct_params = []
+        distinct_when = "" if kind == "COUNT_UNIQUE" else None
     ts, dec = (lambda e: _out_ts(warehouse, e)), (lambda e: _out_dec(warehouse, e))
     moment = "null"
     if grain == MINUTE:
         moment = dec(f"cast(sum(quantity * ({_epoch_us(warehouse, 'event_timestamp')} - "
                      f"{_epoch_us(warehouse, 'minute_start')})) as decimal(38, 12))")
     latest = "case when latest_rank = 1 and quantity is not null then {} end"
+    lists = [
+        "null" if distinct_when is None else
+        f"array_agg(distinct value_text) filter (where {distinct_when}value_text is not null)",
+        "array_agg(distinct event_source) filter (where event_source is not null and "
+        "event_source <> '')" if selection.with_sources else "null",
+    ]
     rows = warehouse.query(
         f"with {matched}, ranked as (select *, row_number() over ("
         f"partition by {g}group_value, slot order by "
@@ -455,35 +471,23 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
         f"{dec('cast(max(quantity) as decimal(38, 12))')}, {moment}, "
         f"{ts('max(' + latest.format('event_timestamp') + ')')}, "
         f"max({latest.format('ingest_seq')}), max({latest.format('event_id')}), "
-        f"{dec('cast(max(' + latest.format('quantity') + ') as decimal(38, 12))')} "
-        f"from ranked group by {g}group_value, slot order by slot",
-        params,
+        f"{dec('cast(max(' + latest.format('quantity') + ') as decimal(38, 12))')}, "
+        f"{', '.join(lists)} from ranked group by {g}group_value, slot order by slot",
+        params + distinct_params,
     )
     groups: dict[Group, _GroupStates] = defaultdict(_GroupStates)
+    distinct: dict[Group, set[tuple[datetime, str]]] = defaultdict(set)
     for row in rows:
-        groups[tuple(row[:width])].states.append(_state(row[width:]))
-    if meter_ids is not None and distinct_ids and groups:
-        for row in warehouse.query(
-            f"with {matched} select distinct {g}{ts('slot')}, value_text from matched "
-            f"where value_text is not null and meter_id in {_in_list(warehouse, distinct_ids)}",
-            params + list(distinct_ids),
-        ):
-            if tuple(row[:width]) in groups:
-                groups[tuple(row[:width])].distinct.append((_ts(row[width]), row[width + 1]))
-    if meter_ids is None and kind == "COUNT_UNIQUE" and groups:
-        for row in warehouse.query(
-            f"with {matched} select distinct {g}{ts('slot')}, value_text from matched "
-            "where value_text is not null", params,
-        ):
-            if tuple(row[:width]) in groups:
-                groups[tuple(row[:width])].distinct.append((_ts(row[width]), row[width + 1]))
-    if selection.with_sources and groups:
-        for row in warehouse.query(
-            f"with {matched} select distinct {g}event_source from matched "
-            "where event_source is not null and event_source <> ''", params,
-        ):
-            if tuple(row[:width]) in groups:
-                groups[tuple(row[:width])].sources.add(row[width])
+        key, state = tuple(row[:width]), row[width:width + 12]
+        values, sources = row[width + 12:]
+        groups[key].states.append(_state(state))
+        if values:
+            slot = _ts(state[1])
+            distinct[key].update((slot, value) for value in values)
+        if sources:
+            groups[key].sources.update(sources)
+    for key, values in distinct.items():
+        groups[key].distinct = sorted(values)
     return dict(groups)
 
 
