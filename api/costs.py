@@ -33,7 +33,7 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Any
 
-from api.db import catalog_query
+from api.db import catalog_lookup, catalog_query
 from api.deps import Principal
 from api.encoding import decimal_text, rfc3339
 from api.lookups import Customer, Feature, Meter
@@ -169,12 +169,13 @@ def line_items(warehouse: Warehouse, principal: Principal, customer: Customer,
                end: datetime) -> list[LineItemInfo]:
     """The customer's metered line items, in subscription start, subscription and plan order,
     each with its billing periods starting before `end`."""
-    p = warehouse.ph
-    subscriptions = _select(
-        warehouse, principal, "catalog_subscriptions",
-        "subscription_id, customer_id, external_customer_id, plan_id, currency, start_date, "
-        "end_date, billing_anchor, billing_period, billing_period_count",
-        f" and customer_id = {p}", (customer.id,), "start_date, subscription_id")
+    scope = [("tenant_id", principal.tenant_id), ("environment_id", principal.environment_id)]
+    columns = ("subscription_id, customer_id, external_customer_id, plan_id, currency, "
+               "start_date, end_date, billing_anchor, billing_period, billing_period_count")
+    subscriptions = [
+        dict(zip([name.strip() for name in columns.split(",")], row, strict=True))
+        for row in catalog_lookup(warehouse, "catalog_subscriptions", columns, scope,
+                                [("customer_id", customer.id)], "start_date, subscription_id")]
     if not subscriptions:
         return []
     for sub in subscriptions:
@@ -200,15 +201,13 @@ def line_items(warehouse: Warehouse, principal: Principal, customer: Customer,
         warehouse, principal, "catalog_subscription_commitments",
         "subscription_id, price_id, commitment_type, commitment_amount, commitment_quantity, "
         "overage_factor, true_up_enabled, is_windowed")}
-    sub_ids = tuple(sub["subscription_id"] for sub in subscriptions)
-    periods: dict[str, list[pricing.Period]] = defaultdict(list)
-    for row in _select(
-            warehouse, principal, "subscription_billing_periods",
-            "subscription_id, period_start, period_end",
-            f" and subscription_id in ({', '.join([p] * len(sub_ids))}) and period_start < {p}",
-            (*sub_ids, end), "subscription_id, period_index"):
-        periods[row["subscription_id"]].append((_ts(row["period_start"]),
-                                                _ts(row["period_end"])))
+    periods: dict[str, list[pricing.Period]] = {}
+    for sub in subscriptions:
+        rows = catalog_lookup(warehouse, "subscription_billing_periods",
+                            "period_start, period_end", scope,
+                            [("subscription_id", sub["subscription_id"])], "period_index")
+        periods[sub["subscription_id"]] = [
+            (_ts(lo), _ts(hi)) for lo, hi in rows if _ts(lo) < end]
     found = []
     for sub in subscriptions:
         for price_id in plan_prices.get(sub["plan_id"], []):
@@ -228,14 +227,10 @@ def response_currency(warehouse: Warehouse, principal: Principal, customer: Cust
                       start: datetime, end: datetime) -> str | None:
     """The currency of the customer's subscriptions: the first one active in the range, else
     the first one at all; None without a subscription."""
-    p = warehouse.ph
-    rows = catalog_query(
-        warehouse,
-        "select currency, start_date, end_date "
-        f"from {warehouse.table('catalog_subscriptions')} "
-        f"where tenant_id = {p} and environment_id = {p} and customer_id = {p} "
-        "order by start_date, subscription_id",
-        [principal.tenant_id, principal.environment_id, customer.id])
+    rows = catalog_lookup(
+        warehouse, "catalog_subscriptions", "currency, start_date, end_date",
+        [("tenant_id", principal.tenant_id), ("environment_id", principal.environment_id)],
+        [("customer_id", customer.id)], "start_date, subscription_id")
     for currency, sub_start, sub_end in rows:
         if _ts(sub_start) < end and (sub_end is None or _ts(sub_end) > start):
             return currency

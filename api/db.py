@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +46,7 @@ class QueryCache:
     def __init__(self, max_entries: int = CATALOG_CACHE_ENTRIES):
         self.max_entries = max_entries
         self._rows: dict[tuple[str, tuple[Any, ...]], list[tuple]] = {}
+        self._indexes: dict[tuple[str, tuple[Any, ...]], dict[tuple, list[tuple]]] = {}
         self._lock = threading.Lock()
 
     def get(self, sql: str, params: tuple[Any, ...]) -> list[tuple] | None:
@@ -55,6 +57,17 @@ class QueryCache:
             if len(self._rows) >= self.max_entries:
                 self._rows.clear()
             self._rows[(sql, params)] = rows
+
+    def get_index(self, sql: str, params: tuple[Any, ...]) -> dict[tuple, list[tuple]] | None:
+        return self._indexes.get((sql, params))
+
+    def put_index(self, sql: str, params: tuple[Any, ...],
+                  index: dict[tuple, list[tuple]]) -> None:
+        """An answer indexed by key (`catalog_lookup`): one per table and tenant environment."""
+        with self._lock:
+            if len(self._indexes) >= self.max_entries:
+                self._indexes.clear()
+            self._indexes[(sql, params)] = index
 
 
 def catalog_query(warehouse: Warehouse, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -69,6 +82,35 @@ def catalog_query(warehouse: Warehouse, sql: str, params: Sequence[Any] = ()) ->
         rows = warehouse.query(sql, list(key))
         cache.put(sql, key, rows)
     return rows
+
+
+def catalog_lookup(warehouse: Warehouse, table: str, columns: str,
+                 scope: Sequence[tuple[str, Any]], key: Sequence[tuple[str, Any]],
+                 order: str = "") -> list[tuple]:
+    """Rows (`columns`) of a small catalog table whose `scope` and `key` columns equal their
+    values, in `order`. On a serving snapshot the rows of the whole scope (a tenant
+    environment) are read once and indexed by the key columns, so every later lookup of any
+    key is a dict lookup; elsewhere (Postgres) the database is asked for the key's rows."""
+    p = warehouse.ph
+    order_sql = f" order by {order}" if order else ""
+    if getattr(warehouse, "cache", None) is None:
+        where = " and ".join(f"{column} = {p}" for column, _ in [*scope, *key])
+        return warehouse.query(f"select {columns} from {warehouse.table(table)} "
+                               f"where {where}{order_sql}", [v for _, v in [*scope, *key]])
+    width = len(key)
+    where = " and ".join(f"{column} = {p}" for column, _ in scope)
+    sql = (f"select {', '.join([*(column for column, _ in key), columns])} "
+           f"from {warehouse.table(table)} where {where}{order_sql}")
+    params = tuple(value for _, value in scope)
+    cache: QueryCache = warehouse.cache
+    index = cache.get_index(sql, params)
+    if index is None:
+        index = defaultdict(list)
+        for row in warehouse.query(sql, list(params)):
+            index[tuple(row[:width])].append(tuple(row[width:]))
+        index = dict(index)
+        cache.put_index(sql, params, index)
+    return index.get(tuple(value for _, value in key), [])
 
 
 class ReadOnlyWarehouse(Warehouse):

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from api.db import catalog_query
+from api.db import catalog_lookup, catalog_query
 from api.deps import Principal
 from api.errors import not_found
 from api.usage import CustomerCalendar, MeterInfo
@@ -66,21 +66,30 @@ class Feature:
 _CUSTOMER_COLUMNS = "customer_id, external_id, name, timezone, parent_customer_id"
 
 
-def _customers(warehouse: Warehouse, principal: Principal, where: str = "",
-               params: list | None = None) -> list[Customer]:
-    p = warehouse.ph
-    rows = catalog_query(
-        warehouse,
-        f"select {_CUSTOMER_COLUMNS} from {warehouse.table('catalog_customers')} "
-        f"where tenant_id = {p} and environment_id = {p}{where} order by customer_id",
-        [principal.tenant_id, principal.environment_id, *(params or [])],
-    )
+def _scope(principal: Principal) -> list[tuple[str, str]]:
+    return [("tenant_id", principal.tenant_id), ("environment_id", principal.environment_id)]
+
+
+def _customers(warehouse: Warehouse, principal: Principal,
+               key: tuple[str, str] | None = None) -> list[Customer]:
+    """The environment's customers, or those whose `key` column has the value."""
+    if key is not None:
+        rows = catalog_lookup(warehouse, "catalog_customers", _CUSTOMER_COLUMNS, _scope(principal),
+                            [key], "customer_id")
+    else:
+        p = warehouse.ph
+        rows = catalog_query(
+            warehouse,
+            f"select {_CUSTOMER_COLUMNS} from {warehouse.table('catalog_customers')} "
+            f"where tenant_id = {p} and environment_id = {p} order by customer_id",
+            [principal.tenant_id, principal.environment_id],
+        )
     return [Customer(*row) for row in rows]
 
 
 def customer_by_external_id(warehouse: Warehouse, principal: Principal, external_id: str,
                             param: str = "external_customer_id") -> Customer:
-    found = _customers(warehouse, principal, f" and external_id = {warehouse.ph}", [external_id])
+    found = _customers(warehouse, principal, ("external_id", external_id))
     if not found:
         raise not_found(f"customer with external id {external_id!r} not found", param)
     return found[0]
@@ -88,7 +97,7 @@ def customer_by_external_id(warehouse: Warehouse, principal: Principal, external
 
 def customer_by_id(warehouse: Warehouse, principal: Principal, customer_id: str,
                    param: str = "customer") -> Customer:
-    found = _customers(warehouse, principal, f" and customer_id = {warehouse.ph}", [customer_id])
+    found = _customers(warehouse, principal, ("customer_id", customer_id))
     if not found:
         raise not_found(f"customer {customer_id!r} not found", param)
     return found[0]
@@ -155,12 +164,6 @@ def features(warehouse: Warehouse, principal: Principal) -> list[Feature]:
 def customer_calendar(warehouse: Warehouse, principal: Principal,
                       external_id: str) -> CustomerCalendar:
     """Timezone and MONTH anchor key of a customer's usage (UTC and '' when unknown)."""
-    p = warehouse.ph
-    rows = catalog_query(
-        warehouse,
-        "select timezone, month_anchor_key "
-        f"from {warehouse.table('customer_usage_calendars')} "
-        f"where tenant_id = {p} and environment_id = {p} and external_customer_id = {p}",
-        [principal.tenant_id, principal.environment_id, external_id],
-    )
+    rows = catalog_lookup(warehouse, "customer_usage_calendars", "timezone, month_anchor_key",
+                        _scope(principal), [("external_customer_id", external_id)])
     return CustomerCalendar(*rows[0]) if rows else CustomerCalendar("UTC", "")

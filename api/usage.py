@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from api.db import catalog_query
+from api.db import catalog_lookup, catalog_query
 from models import states as st
 from models import windows
 from orchestration.warehouse import Warehouse
@@ -146,15 +146,13 @@ def load_meter(warehouse: Warehouse, tenant_id: str, environment_id: str,
 
 
 def customer_calendar(warehouse: Warehouse, meter: MeterInfo, customer: str) -> CustomerCalendar:
-    p = warehouse.ph
-    rows = catalog_query(
-        warehouse,
-        "select timezone, month_anchor_key "
-        f"from {warehouse.table('customer_usage_calendars')} "
-        f"where tenant_id = {p} and environment_id = {p} and external_customer_id = {p}",
-        [meter.tenant_id, meter.environment_id, customer],
-    )
+    rows = catalog_lookup(warehouse, "customer_usage_calendars", "timezone, month_anchor_key",
+                        _meter_scope(meter), [("external_customer_id", customer)])
     return CustomerCalendar(*rows[0]) if rows else CustomerCalendar("UTC", "")
+
+
+def _meter_scope(meter: MeterInfo) -> list[tuple[str, str]]:
+    return [("tenant_id", meter.tenant_id), ("environment_id", meter.environment_id)]
 
 
 def _customers(customer: str | Sequence[str]) -> list[str]:
@@ -276,16 +274,11 @@ def reset_points(warehouse: Warehouse, meter: MeterInfo, customer: str, start: d
     """Billing period starts in (−∞, end) for meters whose usage resets each period."""
     if meter.reset_usage != "BILLING_PERIOD":
         return []
-    p = warehouse.ph
-    rows = catalog_query(
-        warehouse,
-        f"select {_out_ts(warehouse, 'period_start')} "
-        f"from {warehouse.table('customer_billing_periods')} "
-        f"where tenant_id = {p} and environment_id = {p} and external_customer_id = {p} "
-        f"and period_start < {p} order by period_start",
-        [meter.tenant_id, meter.environment_id, customer, end],
-    )
-    return [_ts(r[0]) for r in rows]
+    rows = catalog_lookup(warehouse, "customer_billing_periods",
+                        _out_ts(warehouse, "period_start"), _meter_scope(meter),
+                        [("external_customer_id", customer)], "period_start")
+    starts = [_ts(row[0]) for row in rows]
+    return [at for at in starts if at < end]
 
 
 def level_before(warehouse: Warehouse, meter: MeterInfo, customer: str, since: datetime,
@@ -454,38 +447,55 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
     if grain == MINUTE:
         moment = dec(f"cast(sum(quantity * ({_epoch_us(warehouse, 'event_timestamp')} - "
                      f"{_epoch_us(warehouse, 'minute_start')})) as decimal(38, 12))")
-    latest = "case when latest_rank = 1 and quantity is not null then {} end"
+    # DuckDB: list_distinct(list(x)) costs a third of a distinct aggregate
+    distinct_of = ((lambda column, when: f"list_distinct(list({column}) filter (where {when}))")
+                   if warehouse.is_duckdb else
+                   (lambda column, when: f"array_agg(distinct {column}) filter (where {when})"))
     lists = [
         "null" if distinct_when is None else
-        f"array_agg(distinct value_text) filter (where {distinct_when}value_text is not null)",
-        "array_agg(distinct event_source) filter (where event_source is not null and "
-        "event_source <> '')" if selection.with_sources else "null",
+        distinct_of("value_text", f"{distinct_when}value_text is not null"),
+        distinct_of("event_source", "event_source is not null and event_source <> ''")
+        if selection.with_sources else "null",
     ]
+    aggregates = (f"count(*), count(quantity), count(value_text), "
+                  f"{dec('cast(sum(quantity) as decimal(38, 12))')}, "
+                  f"{dec('cast(max(quantity) as decimal(38, 12))')}, {moment}")
+    if warehouse.is_duckdb:
+        # the latest valued event of a slot in one pass: the largest (timestamp, ingest_seq,
+        # event_id) key among valued events, and the quantity of that event
+        key = "{'t': epoch_us(event_timestamp), 's': ingest_seq, 'i': event_id}"
+        valued = "filter (where quantity is not null)"
+        source = "matched"
+        latest_sql = (f"max({key}) {valued}, cast(cast(arg_max(quantity, {key}) {valued} "
+                      "as decimal(38, 12)) as varchar)")
+    else:
+        source = (f"(select *, row_number() over (partition by {g}group_value, slot order by "
+                  "case when quantity is null then 0 else 1 end desc, event_timestamp desc, "
+                  "ingest_seq desc, event_id desc) as latest_rank from matched) as ranked")
+        latest = "case when latest_rank = 1 and quantity is not null then {} end"
+        latest_sql = (f"max({latest.format('event_timestamp')}), "
+                      f"max({latest.format('ingest_seq')}), max({latest.format('event_id')}), "
+                      f"cast(max({latest.format('quantity')}) as decimal(38, 12))")
     rows = warehouse.query(
-        f"with {matched}, ranked as (select *, row_number() over ("
-        f"partition by {g}group_value, slot order by "
-        "case when quantity is null then 0 else 1 end desc, event_timestamp desc, "
-        "ingest_seq desc, event_id desc) as latest_rank from matched) "
-        f"select {g}group_value, {ts('slot')}, count(*), count(quantity), count(value_text), "
-        f"{dec('cast(sum(quantity) as decimal(38, 12))')}, "
-        f"{dec('cast(max(quantity) as decimal(38, 12))')}, {moment}, "
-        f"{ts('max(' + latest.format('event_timestamp') + ')')}, "
-        f"max({latest.format('ingest_seq')}), max({latest.format('event_id')}), "
-        f"{dec('cast(max(' + latest.format('quantity') + ') as decimal(38, 12))')}, "
-        f"{', '.join(lists)} from ranked group by {g}group_value, slot order by slot",
+        f"with {matched} select {g}group_value, {ts('slot')}, {aggregates}, {latest_sql}, "
+        f"{', '.join(lists)} from {source} group by {g}group_value, slot order by slot",
         params + distinct_params,
     )
     groups: dict[Group, _GroupStates] = defaultdict(_GroupStates)
     distinct: dict[Group, set[tuple[datetime, str]]] = defaultdict(set)
     for row in rows:
-        key, state = tuple(row[:width]), row[width:width + 12]
-        values, sources = row[width + 12:]
-        groups[key].states.append(_state(state))
+        key_values, values, sources = row[:width], row[-2], row[-1]
+        state = row[width:-2]
+        if warehouse.is_duckdb:  # unpack the latest key
+            latest_key = state[8]
+            state = (*state[:8], *((latest_key["t"], latest_key["s"], latest_key["i"])
+                                   if latest_key else (None, None, None)), state[9])
+        groups[tuple(key_values)].states.append(_state(state))
         if values:
             slot = _ts(state[1])
-            distinct[key].update((slot, value) for value in values)
+            distinct[tuple(key_values)].update((slot, value) for value in values)
         if sources:
-            groups[key].sources.update(sources)
+            groups[tuple(key_values)].sources.update(sources)
     for key, values in distinct.items():
         groups[key].distinct = sorted(values)
     return dict(groups)
