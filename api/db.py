@@ -141,7 +141,7 @@ def make_reader(settings: Settings) -> WarehouseReader:
     if settings.warehouse.target == "duckdb":
         return DuckDBReader(settings.warehouse, serving_dir_for(settings.warehouse,
                                                                 settings.serving_dir),
-                            settings.duckdb_memory_limit)
+                            settings.duckdb_memory_limit, settings.duckdb_threads)
     if settings.warehouse.target == "postgres":
         return PostgresReader(settings.warehouse, settings.pg_pool_size)
     raise ValueError(f"unknown warehouse target {settings.warehouse.target!r}")
@@ -152,21 +152,24 @@ def make_reader(settings: Settings) -> WarehouseReader:
 
 
 class DuckDBReader:
-    def __init__(self, config: WarehouseConfig, serving_dir: Path, memory_limit: str = "1GB"):
+    def __init__(self, config: WarehouseConfig, serving_dir: Path, memory_limit: str = "1GB",
+                 threads: int = 1):
         self.config = config
         self.serving_dir = serving_dir
         self._memory_limit = memory_limit
+        self._threads = threads
         self._lock = threading.Lock()
         self._snapshot: Path | None = None
         self._shared: Any = None
         self._cache = QueryCache()
 
     def _connect(self, path: Path) -> Any:
-        """A read-only connection held to the API's memory limit."""
+        """A read-only connection held to the API's memory limit and thread count."""
         import duckdb
 
         conn = duckdb.connect(str(path), read_only=True)
         conn.execute(f"set memory_limit = '{self._memory_limit}'")
+        conn.execute(f"set threads = {int(self._threads)}")
         return conn
 
     def _connection_to(self, snapshot: Path) -> tuple[Any, QueryCache]:

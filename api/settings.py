@@ -27,6 +27,9 @@ class Settings(BaseModel):
     # DuckDB only: memory one API process may use for its read-only connections (cache
     # included; DuckDB's default is 80% of RAM, per process).
     duckdb_memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$")
+    # DuckDB only: threads of each read-only connection. Requests are small and the server
+    # runs one process per core, so one thread each; more makes processes fight for cores.
+    duckdb_threads: int = Field(1, ge=1, le=64)
 
     @classmethod
     def from_env(cls, target: str | None = None, duckdb_path: str | None = None) -> Settings:
@@ -42,4 +45,5 @@ class Settings(BaseModel):
             max_range_days=int(env.get("MH_API_MAX_RANGE_DAYS", "3660")),
             pg_pool_size=int(env.get("MH_API_PG_POOL_SIZE", "8")),
             duckdb_memory_limit=env.get("MH_API_DUCKDB_MEMORY_LIMIT", "1GB"),
+            duckdb_threads=env.get("MH_API_DUCKDB_THREADS", "1"),
         )

@@ -198,17 +198,25 @@ def test_patch_scopes_are_the_scopes_the_models_rewrite():
 @pytest.mark.parametrize("published", [True, False], ids=["snapshot", "warehouse"])
 def test_the_api_holds_its_duckdb_connections_to_a_memory_limit(warehouse_copy, published):
     """DuckDB's default limit is 80% of RAM per process; two API workers on a 10M snapshot
-    would take the machine. The setting bounds each process (cache included)."""
+    would take the machine. The setting bounds each process (cache included). Each
+    connection also runs on the configured threads (one by default: a process per core)."""
     from api.db import make_reader
 
     if published:
         publish_snapshot(warehouse_copy)
-    reader = make_reader(Settings(warehouse=warehouse_copy, duckdb_memory_limit="256MB"))
-    try:
-        with reader.open() as wh:
-            limit = wh.query("select current_setting('memory_limit')")[0][0]
-    finally:
-        reader.close()
-    assert limit in {"244.1 MiB", "256.0 MiB", "256MB"}, limit
+    for threads in (None, 3):
+        chosen = {} if threads is None else {"duckdb_threads": threads}
+        reader = make_reader(Settings(warehouse=warehouse_copy, duckdb_memory_limit="256MB",
+                                      **chosen))
+        try:
+            with reader.open() as wh:
+                limit, used = wh.query("select current_setting('memory_limit'), "
+                                       "current_setting('threads')")[0]
+        finally:
+            reader.close()
+        assert limit in {"244.1 MiB", "256.0 MiB", "256MB"}, limit
+        assert int(used) == (threads or 1)
     with pytest.raises(ValueError, match="duckdb_memory_limit"):
         Settings(warehouse=warehouse_copy, duckdb_memory_limit="a lot")
+    with pytest.raises(ValueError, match="duckdb_threads"):
+        Settings(warehouse=warehouse_copy, duckdb_threads=0)
