@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from api import lookups
 from api.costs import ItemUsage, costs_for
 from api.deps import Principal
-from api.usage import Point, Usage
+from api.usage import Dimension, Point, Selection, Usage
 from models import pricing, windows
 from models import reference as ref
 from orchestration.warehouse import Warehouse, WarehouseConfig
@@ -26,6 +26,8 @@ from tests.dbt.test_pricing_matches_reference import case_lists, line_items
 from tests.support.pipeline import Case
 
 pytestmark = pytest.mark.slow
+# a property no event has: every selected event falls in the one group ''
+ONE_GROUP = Selection(group_by=(Dimension.property("mh_no_such_property"),))
 
 
 def reference_cost(priced: pricing.LineItemPricing, lo, hi) -> Decimal:
@@ -44,9 +46,12 @@ def _minute(value):
 
 
 def check_costs(warehouse: Warehouse, case: Case, until: datetime, customer_id: str,
-                lo: datetime, hi: datetime, cuts: list[datetime]) -> int:
+                lo: datetime, hi: datetime, cuts: list[datetime],
+                selection: Selection | None = None) -> int:
     """costs_for of every metered item of `customer_id` over [lo, hi), with points between
-    `cuts`, against models.pricing on the customer's events; how many items it compared."""
+    `cuts`, against models.pricing on the customer's events; how many items it compared.
+    With a `selection` that keeps every event in one group (`ONE_GROUP`), the costs come from
+    the per-event states instead of the whole meter's."""
     principal = Principal(case.tenant_id, case.environment_id, "test")
     meters = {m.id: m for m in lookups.meters(warehouse, principal)}
     latest = [e for e in ref.deduplicate(case.events) if e.external_customer_id == customer_id]
@@ -58,11 +63,12 @@ def check_costs(warehouse: Warehouse, case: Case, until: datetime, customer_id: 
     anchor = windows.anchor_from_key(calendar.month_anchor_key, customer.timezone)
     bounds = sorted({lo, hi, *(c for c in cuts if lo < c < hi)})
     points = [Point(a, b, Decimal(0), 0) for a, b in zip(bounds, bounds[1:], strict=False)]
+    key = ("",) * len(selection.group_by) if selection else ()
     items = [ItemUsage(lookups.Feature(f"f_{meter_id}", meter_id, meter_id, None, None, None,
-                                       None, None), {}, Usage(Decimal(0), 0, list(points)))
+                                       None, None), {}, Usage(Decimal(0), 0, list(points)), key)
              for meter_id in sorted({item.meter.meter_id for item, _ in priced})]
     got = costs_for(warehouse, principal, customer, [customer], lo, hi, None, items, set(),
-                    meters=meters, month_anchor=anchor)
+                    meters=meters, selection=selection, month_anchor=anchor)
     for item, cost in zip(items, got.items, strict=True):
         mine = [p for li, p in priced if li.meter.meter_id == item.feature.meter_id
                 and any(a < hi and b > lo for a, b in li.periods)]
@@ -101,7 +107,9 @@ def test_costs_of_random_ranges_match_the_reference(tmp_path_factory, all_cases,
                 cuts = [*(_minute(b) for b in bounds),
                         *(lo + timedelta(minutes=data.draw(st.integers(0, span)))
                           for _ in range(3))]
-                compared += check_costs(warehouse, case, until, customer_id, lo, hi, cuts)
+                for selection in (None, ONE_GROUP):
+                    compared += check_costs(warehouse, case, until, customer_id, lo, hi, cuts,
+                                            selection)
     assert compared > 0
 
 
@@ -160,4 +168,7 @@ def test_billing_periods_that_start_inside_a_minute(tmp_path, request, engine):
                        (_minute(anchor) + minute, datetime(2024, 1, 3, 12, 1, tzinfo=UTC)),
                        (datetime(2024, 1, 3, 13, 0, tzinfo=UTC),
                         datetime(2024, 1, 5, 6, 1, tzinfo=UTC))]:
-            assert check_costs(warehouse, case, until, "c", lo, hi, cuts) == len(meters)
+            for selection in (None, ONE_GROUP):
+                assert check_costs(warehouse, case, until, "c", lo, hi, cuts,
+                                   selection) == len(meters)
+
