@@ -731,9 +731,10 @@ def grouped_usage(
     Without a selection (or an empty one) the result has the one group `()`, present even
     without events. With one, groups are the `selection.group_by` values of the selected
     events and only groups with selected events appear (one whose events all lack a value
-    can count 0 events, as the meter's aggregation counts them; the routers leave it out). Several customers fold into one usage:
-    meter buckets (bucket_size) follow the first customer's calendar, and WEIGHTED_SUM
-    levels are each customer's own (resets included) added together.
+    can count 0 events, as the meter's aggregation counts them; the routers leave it out).
+    Several customers fold into one usage: meter buckets (bucket_size) follow the first
+    customer's calendar, and WEIGHTED_SUM levels are each customer's own (resets included)
+    added together.
 
     One customer's whole-meter usage in windows of the customer's own calendar is read from
     the precomputed windows of fct_meter_usage (`stored_window_usage`) unless
