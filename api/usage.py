@@ -424,8 +424,9 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
     fct_meter_usage_minutely holds, computed the same way, for the selected events only.
 
     With `meter_ids`, the states of all those meters (of `meter`'s tenant environment) in
-    one statement, each group key led by its meter id; distinct values are then read for the
-    meters in `distinct_ids` (those whose aggregation is COUNT_UNIQUE).
+    one statement, each group key led by its meter id; distinct values are listed for the
+    meters in `distinct_ids` (those whose aggregation is COUNT_UNIQUE), without `meter_ids`
+    when `kind` is COUNT_UNIQUE.
 
     One statement reads the states, the distinct values and (`selection.with_sources`) the
     sources: each state row lists the distinct values and sources of its own events, and a
