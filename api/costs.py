@@ -33,7 +33,7 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Any
 
-from api.db import catalog_lookup, catalog_query
+from api.db import catalog_lookup, catalog_query, environment_scope
 from api.deps import Principal
 from api.encoding import decimal_text, rfc3339
 from api.lookups import Customer, Feature, Meter
@@ -169,13 +169,13 @@ def line_items(warehouse: Warehouse, principal: Principal, customer: Customer,
                end: datetime) -> list[LineItemInfo]:
     """The customer's metered line items, in subscription start, subscription and plan order,
     each with its billing periods starting before `end`."""
-    scope = [("tenant_id", principal.tenant_id), ("environment_id", principal.environment_id)]
+    scope = environment_scope(principal.tenant_id, principal.environment_id)
     columns = ("subscription_id, customer_id, external_customer_id, plan_id, currency, "
                "start_date, end_date, billing_anchor, billing_period, billing_period_count")
     subscriptions = [
         dict(zip([name.strip() for name in columns.split(",")], row, strict=True))
         for row in catalog_lookup(warehouse, "catalog_subscriptions", columns, scope,
-                                [("customer_id", customer.id)], "start_date, subscription_id")]
+                                  [("customer_id", customer.id)], "start_date, subscription_id")]
     if not subscriptions:
         return []
     for sub in subscriptions:
@@ -204,8 +204,8 @@ def line_items(warehouse: Warehouse, principal: Principal, customer: Customer,
     periods: dict[str, list[pricing.Period]] = {}
     for sub in subscriptions:
         rows = catalog_lookup(warehouse, "subscription_billing_periods",
-                            "period_start, period_end", scope,
-                            [("subscription_id", sub["subscription_id"])], "period_index")
+                              "period_start, period_end", scope,
+                              [("subscription_id", sub["subscription_id"])], "period_index")
         periods[sub["subscription_id"]] = [
             (_ts(lo), _ts(hi)) for lo, hi in rows if _ts(lo) < end]
     found = []
@@ -229,7 +229,7 @@ def response_currency(warehouse: Warehouse, principal: Principal, customer: Cust
     the first one at all; None without a subscription."""
     rows = catalog_lookup(
         warehouse, "catalog_subscriptions", "currency, start_date, end_date",
-        [("tenant_id", principal.tenant_id), ("environment_id", principal.environment_id)],
+        environment_scope(principal.tenant_id, principal.environment_id),
         [("customer_id", customer.id)], "start_date, subscription_id")
     for currency, sub_start, sub_end in rows:
         if _ts(sub_start) < end and (sub_end is None or _ts(sub_end) > start):

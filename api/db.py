@@ -84,9 +84,14 @@ def catalog_query(warehouse: Warehouse, sql: str, params: Sequence[Any] = ()) ->
     return rows
 
 
+def environment_scope(tenant_id: str, environment_id: str) -> list[tuple[str, str]]:
+    """The `scope` of `catalog_lookup` for one tenant environment."""
+    return [("tenant_id", tenant_id), ("environment_id", environment_id)]
+
+
 def catalog_lookup(warehouse: Warehouse, table: str, columns: str,
-                 scope: Sequence[tuple[str, Any]], key: Sequence[tuple[str, Any]],
-                 order: str = "") -> list[tuple]:
+                   scope: Sequence[tuple[str, Any]], key: Sequence[tuple[str, Any]],
+                   order: str = "") -> list[tuple]:
     """Rows (`columns`) of a small catalog table whose `scope` and `key` columns equal their
     values, in `order`. On a serving snapshot the rows of the whole scope (a tenant
     environment) are read once and indexed by the key columns, so every later lookup of any

@@ -12,10 +12,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from api.db import catalog_lookup, catalog_query
+from api.db import catalog_lookup, catalog_query, environment_scope
 from api.deps import Principal
 from api.errors import not_found
-from api.usage import CustomerCalendar, MeterInfo
+from api.usage import CustomerCalendar, MeterInfo, environment_calendar
 from orchestration.warehouse import Warehouse
 
 
@@ -66,16 +66,13 @@ class Feature:
 _CUSTOMER_COLUMNS = "customer_id, external_id, name, timezone, parent_customer_id"
 
 
-def _scope(principal: Principal) -> list[tuple[str, str]]:
-    return [("tenant_id", principal.tenant_id), ("environment_id", principal.environment_id)]
-
-
 def _customers(warehouse: Warehouse, principal: Principal,
                key: tuple[str, str] | None = None) -> list[Customer]:
     """The environment's customers, or those whose `key` column has the value."""
     if key is not None:
-        rows = catalog_lookup(warehouse, "catalog_customers", _CUSTOMER_COLUMNS, _scope(principal),
-                            [key], "customer_id")
+        rows = catalog_lookup(warehouse, "catalog_customers", _CUSTOMER_COLUMNS,
+                              environment_scope(principal.tenant_id, principal.environment_id),
+                              [key], "customer_id")
     else:
         p = warehouse.ph
         rows = catalog_query(
@@ -164,6 +161,5 @@ def features(warehouse: Warehouse, principal: Principal) -> list[Feature]:
 def customer_calendar(warehouse: Warehouse, principal: Principal,
                       external_id: str) -> CustomerCalendar:
     """Timezone and MONTH anchor key of a customer's usage (UTC and '' when unknown)."""
-    rows = catalog_lookup(warehouse, "customer_usage_calendars", "timezone, month_anchor_key",
-                        _scope(principal), [("external_customer_id", external_id)])
-    return CustomerCalendar(*rows[0]) if rows else CustomerCalendar("UTC", "")
+    return environment_calendar(warehouse, principal.tenant_id, principal.environment_id,
+                                external_id)

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from api.db import catalog_lookup, catalog_query
+from api.db import catalog_lookup, catalog_query, environment_scope
 from models import states as st
 from models import windows
 from orchestration.warehouse import Warehouse
@@ -146,13 +146,16 @@ def load_meter(warehouse: Warehouse, tenant_id: str, environment_id: str,
 
 
 def customer_calendar(warehouse: Warehouse, meter: MeterInfo, customer: str) -> CustomerCalendar:
+    return environment_calendar(warehouse, meter.tenant_id, meter.environment_id, customer)
+
+
+def environment_calendar(warehouse: Warehouse, tenant_id: str, environment_id: str,
+                         customer: str) -> CustomerCalendar:
+    """Timezone and MONTH anchor key of a customer's usage (UTC and '' when unknown)."""
     rows = catalog_lookup(warehouse, "customer_usage_calendars", "timezone, month_anchor_key",
-                        _meter_scope(meter), [("external_customer_id", customer)])
+                          environment_scope(tenant_id, environment_id),
+                          [("external_customer_id", customer)])
     return CustomerCalendar(*rows[0]) if rows else CustomerCalendar("UTC", "")
-
-
-def _meter_scope(meter: MeterInfo) -> list[tuple[str, str]]:
-    return [("tenant_id", meter.tenant_id), ("environment_id", meter.environment_id)]
 
 
 def _customers(customer: str | Sequence[str]) -> list[str]:
@@ -275,8 +278,9 @@ def reset_points(warehouse: Warehouse, meter: MeterInfo, customer: str, start: d
     if meter.reset_usage != "BILLING_PERIOD":
         return []
     rows = catalog_lookup(warehouse, "customer_billing_periods",
-                        _out_ts(warehouse, "period_start"), _meter_scope(meter),
-                        [("external_customer_id", customer)], "period_start")
+                          _out_ts(warehouse, "period_start"),
+                          environment_scope(meter.tenant_id, meter.environment_id),
+                          [("external_customer_id", customer)], "period_start")
     starts = [_ts(row[0]) for row in rows]
     return [at for at in starts if at < end]
 
