@@ -24,6 +24,14 @@
 {% macro default__mh_not_materialized() -%} {%- endmacro %}
 {% macro duckdb__mh_not_materialized() -%} not materialized {%- endmacro %}
 {% macro postgres__mh_not_materialized() -%} not materialized {%- endmacro %}
+{#- A CTE computed once however many times it is read (Spark, which has no such hint, runs
+    no batch statements). -#}
+{% macro mh_materialized() -%}
+    {{ return(adapter.dispatch('mh_materialized', 'meterhouse')()) }}
+{%- endmacro %}
+{% macro default__mh_materialized() -%} {%- endmacro %}
+{% macro duckdb__mh_materialized() -%} materialized {%- endmacro %}
+{% macro postgres__mh_materialized() -%} materialized {%- endmacro %}
 
 {#- The text type for casts (Spark calls it string). -#}
 {% macro mh_text_type() -%}

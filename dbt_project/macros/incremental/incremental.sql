@@ -139,11 +139,13 @@
   The changed windows of `sizes` (not MINUTE), each once per UTC hour it overlaps (calendar
   rows are keyed by hour and exist for the hours that hold events): batch-run statements find
   a minute's or a child window's changed window by equality on its hour, not by a range alone.
+  month_source: the size the customer's MONTH windows are merged from.
 -#}
 {% macro mh_changed_window_hours(sizes) -%}
     select
         changed.tenant_id, changed.environment_id, changed.external_customer_id,
-        changed.window_size, changed.window_start, changed.window_end, calendar.hour_start
+        changed.window_size, changed.window_start, changed.window_end, calendar.hour_start,
+        coalesce(calendars.month_source, 'DAY') as month_source
     from {{ ref('int_changed_windows') }} as changed
     left join {{ ref('stg_customer_usage_calendars') }} as calendars
         on changed.tenant_id = calendars.tenant_id
