@@ -1,21 +1,27 @@
 {#-
   The usage state of a line item at each instant: the state columns of the last event of
   the segment strictly before the instant (events_before = its event_ordinal; 0 and null
-  states without one). `instants` has exactly line_item_key, segment_index, instant (one row
-  each); `events` has line_item_key, segment_index, event_ordinal, event_timestamp and the
-  `states` columns, event_ordinal following event_timestamp. The result: line_item_key,
-  segment_index, instant, events_before and the states. DuckDB answers with an as-of join;
-  elsewhere one sorted pass over instants and events carries the states forward.
+  states without one). `instants` has exactly line_item_key, segment_index, instant and the
+  `carry` columns, which pass through (an instant may appear once per carried value);
+  `events` has line_item_key, segment_index, event_ordinal, event_timestamp and the `states`
+  columns, event_ordinal following event_timestamp. The result: line_item_key,
+  segment_index, instant, the carried columns, events_before and the states. DuckDB answers
+  with an as-of join; elsewhere one sorted pass over instants and events carries the states
+  forward.
 -#}
-{% macro mh_instant_states(instants, events, states) -%}
-    {{ return(adapter.dispatch('mh_instant_states', 'meterhouse')(instants, events, states)) }}
+{% macro mh_instant_states(instants, events, states, carry=[]) -%}
+    {{ return(adapter.dispatch('mh_instant_states', 'meterhouse')(instants, events, states,
+                                                                  carry)) }}
 {%- endmacro %}
 
-{% macro duckdb__mh_instant_states(instants, events, states) -%}
+{% macro duckdb__mh_instant_states(instants, events, states, carry) -%}
     select
         instants.line_item_key,
         instants.segment_index,
         instants.instant,
+        {%- for column in carry %}
+        instants.{{ column }},
+        {%- endfor %}
         coalesce(last_events.event_ordinal, 0) as events_before
         {%- for state in states %},
         last_events.{{ state }}
@@ -33,11 +39,14 @@
         and instants.instant > last_events.event_timestamp
 {%- endmacro %}
 
-{% macro default__mh_instant_states(instants, events, states) -%}
+{% macro default__mh_instant_states(instants, events, states, carry) -%}
     select
         line_item_key,
         segment_index,
         happened_at as instant,
+        {%- for column in carry %}
+        {{ column }},
+        {%- endfor %}
         events_before
         {%- for state in states %},
         {{ state }}
@@ -49,6 +58,9 @@
             segment_index,
             happened_at,
             is_event,
+            {%- for column in carry %}
+            {{ column }},
+            {%- endfor %}
             events_before
             {%- for state in states %},
             max({{ state }}) over (
@@ -68,12 +80,14 @@
                 select
                     line_item_key, segment_index, instant as happened_at, 0 as is_event,
                     null as event_ordinal
+                    {%- for column in carry %}, {{ column }}{% endfor %}
                     {%- for state in states %}, null as {{ state }}{% endfor %}
                 from {{ instants }}
                 union all
                 select
                     line_item_key, segment_index, event_timestamp as happened_at, 1 as is_event,
                     event_ordinal
+                    {%- for column in carry %}, null as {{ column }}{% endfor %}
                     {%- for state in states %}, {{ state }}{% endfor %}
                 from {{ events }}
             ) as timeline

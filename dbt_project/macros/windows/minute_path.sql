@@ -201,15 +201,12 @@ minutes_in_all_windows as {{ mh_not_materialized() }} (
 ),
 
 minutes_in_windows as {{ mh_not_materialized() }} (
-    select minutes.* from minutes_in_all_windows as minutes
+    select * from minutes_in_all_windows as minutes
     {%- if batch %}
-    left join {{ ref('int_changed_windows') }} as changed_windows
-        on {{ mh_join_on('tenant_id, environment_id, external_customer_id, window_size, '
-                         ~ 'window_start', 'minutes', 'changed_windows') }}
-    left join {{ ref('int_changed_meters') }} as changed_meters
-        on {{ mh_join_on('tenant_id, environment_id, meter_id', 'minutes', 'changed_meters') }}
-    where changed_windows.window_start is not null
-        or changed_meters.meter_id is not null
+    {#- `exists` here: a window's minutes are many, and DuckDB built a left join's hash table
+        from them rather than from the changed windows (out of memory at 10M) #}
+    where {{ mh_changed('window', 'minutes') }}
+        or {{ mh_changed('meter', 'minutes') }}
         or minutes.aggregation_type = 'WEIGHTED_SUM'
     {%- endif %}
 ),

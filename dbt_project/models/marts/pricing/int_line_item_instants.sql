@@ -46,13 +46,11 @@ instants as (
     ) as bounds
 ),
 
-segment_instants as (
-    select distinct line_item_key, segment_index, instant
-    from instants
-),
-
+{#- the states of each (period, instant): an instant of a reset_usage NEVER segment may end
+    one period and start the next, so it is looked up once per period (a lookup per segment
+    instant joined back to the periods' instants cost more than the lookup itself) -#}
 states_at_instants as (
-    {{ mh_instant_states('segment_instants', 'events', states) }}
+    {{ mh_instant_states('instants', 'events', states, carry=['period_index']) }}
 ),
 
 weighted_segments as (
@@ -84,9 +82,9 @@ with_periods as (
         instants.period_index,
         instants.segment_index,
         instants.instant,
-        states.events_before,
+        instants.events_before,
         {%- for state in states %}
-        states.{{ state }},
+        instants.{{ state }},
         {%- endfor %}
         periods.tenant_id,
         periods.environment_id,
@@ -102,14 +100,10 @@ with_periods as (
         {{ mh_epoch_us('instants.instant') }} - {{ mh_epoch_us('periods.segment_start') }}
             as elapsed_us,
         coalesce(opening_levels.opening_level, 0) as opening_level
-    from instants
+    from states_at_instants as instants
     inner join periods
         on instants.line_item_key = periods.line_item_key
         and instants.period_index = periods.period_index
-    inner join states_at_instants as states
-        on instants.line_item_key = states.line_item_key
-        and instants.segment_index = states.segment_index
-        and instants.instant = states.instant
     left join opening_levels
         on instants.line_item_key = opening_levels.line_item_key
         and instants.segment_index = opening_levels.segment_index
