@@ -29,45 +29,34 @@
 {% macro mh_batch_to() -%} {{ var('mh_batch_to') | int }} {%- endmacro %}
 
 {#-
-  `exists` predicates on the change tables for the row `alias`. Scopes:
+  Predicates on the change tables for the row `alias`. Scopes:
   event  - the row's event id was touched (tenant, environment, event_id);
   minute - the row's customer minute holds a touched event version;
   meter  - the row's meter changed (or was removed);
   window - the row's window contains a changed minute of its customer;
   customer - the row's customer has any changed minute;
   weighted_customer - a WEIGHTED_SUM row of such a customer (its level carries over).
+  Each is `(keys) in (select keys from <change table>)`, not a correlated `exists`: under an
+  `or`, DuckDB answered an `exists` by grouping every row of the table on its keys first
+  (4.0 s against 0.6 s on 33M meter events), and Postgres hashes an uncorrelated `in`. The
+  keys are never null.
 -#}
 {% macro mh_changed(scope, alias, tables=none) -%}
-    {%- if scope == 'meter' -%}
-        exists (select 1 from {{ mh_change_table('int_changed_meters', tables) }} as changed
-            where changed.tenant_id = {{ alias }}.tenant_id
-            and changed.environment_id = {{ alias }}.environment_id
-            and changed.meter_id = {{ alias }}.meter_id)
-    {%- elif scope == 'event' -%}
-        exists (select 1 from {{ mh_change_table('int_event_changes', tables) }} as changed
-            where changed.tenant_id = {{ alias }}.tenant_id
-            and changed.environment_id = {{ alias }}.environment_id
-            and changed.event_id = {{ alias }}.event_id)
-    {%- elif scope == 'minute' -%}
-        exists (select 1 from {{ mh_change_table('int_event_changes', tables) }} as changed
-            where changed.tenant_id = {{ alias }}.tenant_id
-            and changed.environment_id = {{ alias }}.environment_id
-            and changed.external_customer_id = {{ alias }}.external_customer_id
-            and changed.minute_start = {{ alias }}.minute_start)
-    {%- elif scope == 'customer' -%}
-        exists (select 1 from {{ mh_change_table('int_event_changes', tables) }} as changed
-            where changed.tenant_id = {{ alias }}.tenant_id
-            and changed.environment_id = {{ alias }}.environment_id
-            and changed.external_customer_id = {{ alias }}.external_customer_id)
-    {%- elif scope == 'weighted_customer' -%}
+    {%- set scope_keys = {
+        'event': ('int_event_changes', ['tenant_id', 'environment_id', 'event_id']),
+        'minute': ('int_event_changes',
+                   ['tenant_id', 'environment_id', 'external_customer_id', 'minute_start']),
+        'customer': ('int_event_changes', ['tenant_id', 'environment_id', 'external_customer_id']),
+        'meter': ('int_changed_meters', ['tenant_id', 'environment_id', 'meter_id']),
+        'window': ('int_changed_windows', ['tenant_id', 'environment_id',
+                                           'external_customer_id', 'window_size',
+                                           'window_start'])} -%}
+    {%- if scope == 'weighted_customer' -%}
         ({{ alias }}.aggregation_type = 'WEIGHTED_SUM' and {{ mh_changed('customer', alias, tables) }})
-    {%- elif scope == 'window' -%}
-        exists (select 1 from {{ mh_change_table('int_changed_windows', tables) }} as changed
-            where changed.tenant_id = {{ alias }}.tenant_id
-            and changed.environment_id = {{ alias }}.environment_id
-            and changed.external_customer_id = {{ alias }}.external_customer_id
-            and changed.window_size = {{ alias }}.window_size
-            and changed.window_start = {{ alias }}.window_start)
+    {%- elif scope in scope_keys -%}
+        {%- set table, keys = scope_keys[scope] -%}
+        ({%- for key in keys %}{{ alias }}.{{ key }}{{ ', ' if not loop.last }}{% endfor -%})
+            in (select {{ keys | join(', ') }} from {{ mh_change_table(table, tables) }})
     {%- else -%}
         {{ exceptions.raise_compiler_error('mh_changed: unknown scope ' ~ scope) }}
     {%- endif -%}

@@ -20,9 +20,8 @@ with events as (
     from {{ ref('int_events_deduplicated') }} as events
     {%- if mh_incremental_batch() %}
     where {{ mh_changed('event', 'events') }}
-        or exists (select 1 from {{ ref('int_changed_meters') }} as changed
-            where changed.tenant_id = events.tenant_id
-            and changed.environment_id = events.environment_id)
+        or (events.tenant_id, events.environment_id) in (
+            select tenant_id, environment_id from {{ ref('int_changed_meters') }})
     {%- endif %}
 ),
 
