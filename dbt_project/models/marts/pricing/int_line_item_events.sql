@@ -61,9 +61,12 @@ numbered as (
         events.quantity,
         events.value_text,
         events.group_value,
+        {#- ingest_seq is unique (one per stored event version) and an event meets a line
+            item once, so (timestamp, ingest_seq) orders a segment as (timestamp, ingest_seq,
+            event_id) does, without sorting on the ids (19 s against 13 s at 10M events) #}
         row_number() over (
             partition by segments.line_item_key, segments.segment_index
-            order by events.event_timestamp, events.ingest_seq, events.event_id
+            order by events.event_timestamp, events.ingest_seq
         ) as event_ordinal
     from segments
     inner join meter_events as events
