@@ -203,8 +203,9 @@ minutes_in_all_windows as {{ mh_not_materialized() }} (
 minutes_in_windows as {{ mh_not_materialized() }} (
     select * from minutes_in_all_windows as minutes
     {%- if batch %}
-    {#- `exists` here: a window's minutes are many, and DuckDB built a left join's hash table
-        from them rather than from the changed windows (out of memory at 10M) #}
+    {#- predicates (`in`), not left joins: a window's minutes are many, and DuckDB built a
+        left join's hash table from them rather than from the changed windows (out of memory
+        at 10M) #}
     where {{ mh_changed('window', 'minutes') }}
         or {{ mh_changed('meter', 'minutes') }}
         or minutes.aggregation_type = 'WEIGHTED_SUM'
