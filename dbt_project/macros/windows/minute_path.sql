@@ -58,12 +58,6 @@ changed_hours as (
     from ({{ mh_changed_window_hours(sizes | reject('equalto', 'MINUTE') | list) }}) as hours
 ),
 
-{#- WEIGHTED_SUM: every window of a customer with a change (the level carries over). -#}
-changed_customers as (
-    select distinct tenant_id, environment_id, external_customer_id
-    from {{ ref('int_event_changes') }}
-),
-
 {%- endif %}
 
 minutely as {{ mh_not_materialized() }} (
@@ -76,26 +70,16 @@ minutely as {{ mh_not_materialized() }} (
         and not meters.rolls_up
         and meters.aggregation_type in ('{{ types | join("', '") }}')
     {%- if batch %}
-    {#- joins (each right side unique on its keys), not `exists` under an `or`: Postgres may
-        run that once per minute row, DuckDB grouped every minute row to test it #}
+    {#- a join on the hour, not a range test under an `or` (which Postgres may run once per
+        minute row) #}
     left join changed_hours as hours
         on hours.tenant_id = minutely.tenant_id
         and hours.environment_id = minutely.environment_id
         and hours.external_customer_id = minutely.external_customer_id
         and hours.hour_start = {{ mh_trunc_hour('minutely.minute_start') }}
-    left join {{ ref('int_changed_meters') }} as changed_meters
-        on {{ mh_join_on('tenant_id, environment_id, meter_id', 'minutely', 'changed_meters') }}
-    {%- if 'WEIGHTED_SUM' in types %}
-    left join changed_customers
-        on {{ mh_join_on('tenant_id, environment_id, external_customer_id', 'minutely',
-                         'changed_customers') }}
-    {%- endif %}
     where hours.hour_start is not null
-        or changed_meters.meter_id is not null
-        {%- if 'WEIGHTED_SUM' in types %}
-        or (minutely.aggregation_type = 'WEIGHTED_SUM'
-            and changed_customers.external_customer_id is not null)
-        {%- endif %}
+        or {{ mh_changed('meter', 'minutely') }}
+        or {{ mh_changed('weighted_customer', 'minutely') }}
     {%- endif %}
 ),
 

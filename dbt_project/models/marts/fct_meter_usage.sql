@@ -72,18 +72,8 @@
 with
 {{ mh_usage_base_ctes() }},
 
-{#- Rollup path, MINUTE: the states of each minute, the meter's groups merged. A batch run
-    reads the changed customer minutes (a join: as an `exists` under an `or`, DuckDB grouped
-    every minute row to test it) and the other minutes of changed meters. -#}
-{%- if mh_incremental_batch() %}
-changed_customer_minutes as (
-    select distinct tenant_id, environment_id, external_customer_id, minute_start
-    from {{ ref('int_event_changes') }}
-),
-{%- endif %}
-
+{#- Rollup path, MINUTE: the states of each minute, the meter's groups merged. -#}
 rollup_minutes as {{ mh_not_materialized() }} (
-    {%- for branch in (['inside', 'outside'] if mh_incremental_batch() else ['all']) %}
     select
         minutely.*,
         coalesce(calendars.timezone, 'UTC') as timezone,
@@ -95,14 +85,6 @@ rollup_minutes as {{ mh_not_materialized() }} (
         and minutely.environment_id = meters.environment_id
         and minutely.meter_id = meters.meter_id
         and meters.rolls_up
-    {%- if branch == 'inside' %}
-    inner join changed_customer_minutes as changed
-        on {{ mh_join_on('tenant_id, environment_id, external_customer_id, minute_start',
-                         'minutely', 'changed') }}
-    {%- elif branch == 'outside' %}
-    inner join {{ ref('int_changed_meters') }} as changed_meters
-        on {{ mh_join_on('tenant_id, environment_id, meter_id', 'minutely', 'changed_meters') }}
-    {%- endif %}
     left join customer_calendars as calendars
         on minutely.tenant_id = calendars.tenant_id
         and minutely.environment_id = calendars.environment_id
@@ -110,13 +92,9 @@ rollup_minutes as {{ mh_not_materialized() }} (
     {#- only minutes that contribute: the stored windows a batch run merges are those with
         contributing events (a SUM minute without values adds nothing anyway) #}
     where (minutely.aggregation_type = 'COUNT' or minutely.value_count > 0)
-    {%- if branch == 'outside' %}
-        and not exists (select 1 from changed_customer_minutes as changed
-            where {{ mh_join_on('tenant_id, environment_id, external_customer_id, minute_start',
-                                'minutely', 'changed') }})
+    {%- if mh_incremental_batch() %}
+        and ({{ mh_changed('minute', 'minutely') }} or {{ mh_changed('meter', 'minutely') }})
     {%- endif %}
-    {{- '\n\n    union all\n' if not loop.last }}
-    {%- endfor %}
 ),
 
 
