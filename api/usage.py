@@ -28,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from api.db import catalog_lookup, catalog_query, environment_scope
+from api.serving import SERIES_ROWS
 from models import states as st
 from models import windows
 from orchestration.warehouse import Warehouse
@@ -216,6 +217,51 @@ def _state(row: Sequence[Any]) -> st.MinuteState:
                           _dec(moment), _ts(at), seq, event_id, _dec(latest))
 
 
+# --------------------------------------------------------------------------------------------
+# Row ranges of a series in a serving snapshot
+#
+# A serving snapshot lists, per table, the first and last row id of each series (tenant
+# environment, meter, customer): `api.serving.SERIES_ROWS`. Its tables are sorted by series,
+# so a lookup of one series that also bounds the row id reads only that series' rows instead
+# of the whole row groups its zone maps leave (~1 ms instead of ~6 ms at 10M events). The
+# range only narrows the scan: every query keeps its own filters, so a range that is wider
+# than the series (a patched snapshot appends rows) is still exact.
+
+
+def has_series_rows(warehouse: Warehouse) -> bool:
+    """Whether the warehouse is a serving snapshot with the series row ranges."""
+    if getattr(warehouse, "cache", None) is None or not warehouse.is_duckdb:
+        return False
+    rows = catalog_query(
+        warehouse,
+        "select count(*) from information_schema.tables "
+        f"where table_schema = {warehouse.ph} and table_name = '{SERIES_ROWS}'",
+        [warehouse.schema])
+    return bool(rows and rows[0][0])
+
+
+def series_rows(warehouse: Warehouse, table: str, meter: MeterInfo, customers: Sequence[str],
+                meter_ids: Sequence[str] | None = None) -> str:
+    """SQL (`(rowid between m and n) and `) that bounds a lookup of one customer in `table` to
+    the rows of its series of `meter` (or of each of `meter_ids`, of `meter`'s tenant
+    environment); '' unless every one of those series has a known range."""
+    if len(customers) != 1 or not has_series_rows(warehouse):
+        return ""
+    ranges = []
+    for meter_id in meter_ids if meter_ids is not None else [meter.meter_id]:
+        found = catalog_lookup(
+            warehouse, SERIES_ROWS, "first_row, last_row",
+            [("table_name", table), *environment_scope(meter.tenant_id, meter.environment_id)],
+            [("meter_id", meter_id), ("external_customer_id", customers[0])])
+        if not found:
+            return ""
+        first, last = found[0]
+        # literals, not parameters: DuckDB skips row groups by a row id range it plans with
+        # (with bound parameters it reads them all: ~7 ms instead of ~2 ms)
+        ranges.append(f"rowid between {int(first)} and {int(last)}")
+    return f"({' or '.join(ranges)}) and " if ranges else ""
+
+
 def _slot(grain: str) -> str:
     """The slot a minute's states are merged into: the minute itself or its UTC hour."""
     return "minute_start" if grain == MINUTE else "date_trunc('hour', minute_start)"
@@ -229,7 +275,8 @@ def fetch_states(warehouse: Warehouse, meter: MeterInfo, customer: str | Sequenc
                  start: datetime, end: datetime, grain: str = MINUTE) -> list[st.MinuteState]:
     """The meter's states in [start, end), per minute or merged per UTC hour (`grain`)."""
     p, customers = warehouse.ph, _customers(customer)
-    where = (f"where tenant_id = {p} and environment_id = {p} and meter_id = {p} "
+    rows_sql = series_rows(warehouse, "fct_meter_usage_minutely", meter, customers)
+    where = (f"where {rows_sql}tenant_id = {p} and environment_id = {p} and meter_id = {p} "
              f"and external_customer_id in {_in_list(warehouse, customers)} "
              f"and minute_start >= {p} and minute_start < {p}")
     params = [meter.tenant_id, meter.environment_id, meter.meter_id, *customers, start, end]
@@ -261,10 +308,12 @@ def fetch_distinct_values(warehouse: Warehouse, meter: MeterInfo, customer: str 
                           start: datetime, end: datetime, grain: str = MINUTE
                           ) -> list[tuple[datetime, str]]:
     p, customers = warehouse.ph, _customers(customer)
+    table = "fct_meter_distinct_values_minutely"
+    rows_sql = series_rows(warehouse, table, meter, customers)
     rows = warehouse.query(
         f"select distinct {_out_ts(warehouse, _slot(grain))}, value_text "
-        f"from {warehouse.table('fct_meter_distinct_values_minutely')} "
-        f"where tenant_id = {p} and environment_id = {p} and meter_id = {p} "
+        f"from {warehouse.table(table)} "
+        f"where {rows_sql}tenant_id = {p} and environment_id = {p} and meter_id = {p} "
         f"and external_customer_id in {_in_list(warehouse, customers)} "
         f"and minute_start >= {p} and minute_start < {p}",
         [meter.tenant_id, meter.environment_id, meter.meter_id, *customers, start, end],
@@ -291,9 +340,10 @@ def level_before(warehouse: Warehouse, meter: MeterInfo, customer: str, since: d
     if until <= since:
         return st.ZERO
     p = warehouse.ph
+    rows_sql = series_rows(warehouse, "fct_meter_usage_minutely", meter, [customer])
     rows = warehouse.query(
         f"select sum(value_sum) from {warehouse.table('fct_meter_usage_minutely')} "
-        f"where tenant_id = {p} and environment_id = {p} and meter_id = {p} "
+        f"where {rows_sql}tenant_id = {p} and environment_id = {p} and meter_id = {p} "
         f"and external_customer_id = {p} and minute_start >= {p} and minute_start < {p}",
         [meter.tenant_id, meter.environment_id, meter.meter_id, customer, since, until],
     )
@@ -361,12 +411,13 @@ def _matched_cte(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str
         extract_sql.append(_property_columns(warehouse, key[name]))
         extract_params += _property_params(warehouse, name)
     ids = list(meter_ids) if meter_ids is not None else [meter.meter_id]
-    where = [f"tenant_id = {p}", f"environment_id = {p}",
+    rows_sql = series_rows(warehouse, "serving_meter_event_values", meter, customers, ids)
+    where = [f"{rows_sql}tenant_id = {p}", f"environment_id = {p}",
              f"meter_id in {_in_list(warehouse, ids)}",
              f"external_customer_id in {_in_list(warehouse, customers)}",
              f"minute_start >= {p}", f"minute_start < {p}"]
-    where_params: list[Any] = [meter.tenant_id, meter.environment_id, *ids,
-                               *customers, start, end]
+    where_params: list[Any] = [meter.tenant_id, meter.environment_id, *ids, *customers, start,
+                               end]
     if selection.sources is not None:
         if selection.sources:
             where.append(f"event_source in {_in_list(warehouse, selection.sources)}")
@@ -624,14 +675,17 @@ def stored_window_usage(warehouse: Warehouse, meter: MeterInfo, customer: str,
     series = (f"tenant_id = {p} and environment_id = {p} and meter_id = {p} "
               f"and external_customer_id = {p}")
     key = [meter.tenant_id, meter.environment_id, meter.meter_id, customer]
+    windows_sql = series_rows(warehouse, "fct_meter_usage", meter, [customer])
+    minutes_sql = series_rows(warehouse, "fct_meter_usage_minutely", meter, [customer])
     # the stored windows, then the minute states of the partial windows at the ends (two
     # statements: at 10M events one `union all` of both read more row groups than the two)
     pieces = [
         Usage(_dec(value), count, [Point(_ts(lo), _ts(hi), _dec(value), count)])
         for lo, hi, count, value in warehouse.query(
             f"select {ts('window_start')}, {ts('window_end')}, event_count, {dec('value')} "
-            f"from {warehouse.table('fct_meter_usage')} where {series} and window_size = {p} "
-            f"and window_start >= {p} and window_start < {p} order by window_start",
+            f"from {warehouse.table('fct_meter_usage')} where {windows_sql}{series} "
+            f"and window_size = {p} and window_start >= {p} and window_start < {p} "
+            "order by window_start",
             [*key, window, first, last])]
     edges = [(lo, hi) for lo, hi in ((start, first), (last, end)) if lo < hi]
     edge_states = []
@@ -642,7 +696,7 @@ def stored_window_usage(warehouse: Warehouse, meter: MeterInfo, customer: str,
             f"{dec('value_sum')}, {dec('value_max')}, {dec('weighted_moment_us')}, "
             f"{ts('latest_timestamp')}, latest_ingest_seq, latest_event_id, "
             f"{dec('latest_value')} from {warehouse.table('fct_meter_usage_minutely')} "
-            f"where {series} and ({ranges}) order by minute_start",
+            f"where {minutes_sql}{series} and ({ranges}) order by minute_start",
             [*key, *(at for edge in edges for at in edge)])]
     for lo, hi in edges:
         data = _GroupStates([s for s in edge_states if lo <= s.minute_start < hi])
@@ -673,11 +727,11 @@ def _sum_wide(values: Iterable[Decimal]) -> Decimal:
 
 def _distinct_count(warehouse: Warehouse, meter: MeterInfo, customer: str, start: datetime,
                     end: datetime) -> Decimal:
-    p = warehouse.ph
+    p, table = warehouse.ph, "fct_meter_distinct_values_minutely"
+    rows_sql = series_rows(warehouse, table, meter, [customer])
     rows = warehouse.query(
-        f"select count(distinct value_text) "
-        f"from {warehouse.table('fct_meter_distinct_values_minutely')} "
-        f"where tenant_id = {p} and environment_id = {p} and meter_id = {p} "
+        f"select count(distinct value_text) from {warehouse.table(table)} "
+        f"where {rows_sql}tenant_id = {p} and environment_id = {p} and meter_id = {p} "
         f"and external_customer_id = {p} and minute_start >= {p} and minute_start < {p}",
         [meter.tenant_id, meter.environment_id, meter.meter_id, customer, start, end])
     return Decimal(rows[0][0] if rows else 0)

@@ -22,7 +22,9 @@ from api.app import create_app
 from api.serving import (
     CURRENT,
     PATCH_SCOPES,
+    SERIES_ROWS,
     NothingToServe,
+    _series_ranges,
     current_snapshot,
     publish_if_stale,
     publish_snapshot,
@@ -220,3 +222,85 @@ def test_the_api_holds_its_duckdb_connections_to_a_memory_limit(warehouse_copy, 
         Settings(warehouse=warehouse_copy, duckdb_memory_limit="a lot")
     with pytest.raises(ValueError, match="duckdb_threads"):
         Settings(warehouse=warehouse_copy, duckdb_threads=0)
+
+
+def _series_rows_of(path: Path) -> set[tuple]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return set(conn.execute(f"select * from {SERIES_ROWS}").fetchall())
+
+
+def _true_series_rows(path: Path) -> set[tuple]:
+    with duckdb.connect() as conn:
+        conn.execute(f"attach '{path}' as snapshot (read_only)")
+        return set(conn.execute(_series_ranges(conn, "snapshot")).fetchall())
+
+
+def _answers(client: TestClient) -> list:
+    """Every meter of acme for each customer, windows of several sizes, and events analytics
+    grouped and filtered: what reads the series row ranges."""
+    answers = []
+    for meter in ("mtr_calls", "mtr_tokens", "mtr_latency", "mtr_peak", "mtr_users",
+                  "mtr_level", "mtr_storage"):
+        for customer in ("cust_1", "cust_2", "cust_3", "nobody"):
+            for window in ("HOUR", "DAY", None):
+                body = {"external_customer_id": customer, "meter_ids": [meter],
+                        "start_time": iso(T0), "end_time": iso(T1)}
+                if window:
+                    body["window_size"] = window
+                answers.append(client.post("/v1/meter-usage/analytics", headers=acme(),
+                                           json=body).json())
+    for customer in ("cust_1", "cust_2"):
+        for extra in ({"group_by": ["source"]}, {"group_by": ["properties.method"]},
+                      {"feature_ids": ["feat_tokens"], "group_by": ["properties.model"]},
+                      {"property_filters": {"method": ["GET"]}}):
+            body = {"external_customer_id": customer, "start_time": iso(T0),
+                    "end_time": iso(T1), "window_size": "DAY", **extra}
+            answers.append(client.post("/v1/events/analytics", headers=acme(),
+                                       json=body).json())
+    return answers
+
+
+def test_series_row_ranges_are_exact_and_change_no_answer(warehouse_copy, tmp_path):
+    """The snapshot's row ranges hold each series exactly, and the API answers the same with
+    them as without them (a copy of the snapshot without the table)."""
+    snapshot = publish_snapshot(warehouse_copy)
+    ranges = _series_rows_of(snapshot)
+    assert ranges == _true_series_rows(snapshot)
+    assert {row[0] for row in ranges} >= {"fct_meter_usage", "fct_meter_usage_minutely",
+                                          "serving_meter_event_values"}
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    shutil.copy(snapshot, plain_dir / snapshot.name)
+    with duckdb.connect(str(plain_dir / snapshot.name)) as conn:
+        conn.execute(f"drop table {SERIES_ROWS}")
+    (plain_dir / CURRENT).write_text(snapshot.name)
+    with TestClient(create_app(Settings(warehouse=warehouse_copy))) as client:
+        with_ranges = _answers(client)
+    with TestClient(create_app(Settings(warehouse=warehouse_copy,
+                                        serving_dir=str(plain_dir)))) as client:
+        without = _answers(client)
+    assert any(answer.get("items") for answer in with_ranges)
+    assert with_ranges == without
+
+
+def test_series_row_ranges_that_do_not_hold_are_left_out(warehouse_copy, monkeypatch):
+    """Should the ranges written differ from the tables on disk (row ids moved), the snapshot
+    is published without them and lookups read by their filters alone."""
+    import api.serving as serving
+
+    true_ranges = serving._series_ranges
+    calls = []
+
+    def shifted_once(conn, database):
+        calls.append(database)
+        sql = true_ranges(conn, database)
+        return sql.replace("max(rowid)", "max(rowid) - 1") if len(calls) == 1 else sql
+
+    monkeypatch.setattr(serving, "_series_ranges", shifted_once)
+    snapshot = publish_snapshot(warehouse_copy)
+    assert len(calls) == 2
+    with duckdb.connect(str(snapshot), read_only=True) as conn:
+        assert not conn.execute("select count(*) from information_schema.tables "
+                                f"where table_name = '{SERIES_ROWS}'").fetchone()[0]
+    with TestClient(create_app(Settings(warehouse=warehouse_copy))) as client:
+        assert usage_total(client)[0] == 200

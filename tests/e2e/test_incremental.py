@@ -20,7 +20,14 @@ import duckdb
 import pytest
 import yaml
 
-from api.serving import PATCH_SCOPES, current_snapshot, publish_snapshot, serving_dir_for
+from api.serving import (
+    PATCH_SCOPES,
+    SERIES_ROWS,
+    _series_ranges,
+    current_snapshot,
+    publish_snapshot,
+    serving_dir_for,
+)
 from orchestration.build_state import build_models, plan_build
 from orchestration.cli import run_pipeline
 from orchestration.defs.dbt.project import DBT_PROJECT_DIR, dbt_environment, target_path_for
@@ -194,7 +201,7 @@ def _patched_snapshot_equals_a_whole_copy(config, tmp_path: Path) -> None:
         conn.execute(f"attach '{whole}' as whole (read_only)")
         tables = [row[0] for row in conn.execute(
             "select table_name from information_schema.tables where table_catalog = 'whole' "
-            "and table_name <> 'serving_snapshot_info'").fetchall()]
+            "and table_name not in ('serving_snapshot_info', ?)", [SERIES_ROWS]).fetchall()]
         assert set(PATCH_SCOPES) <= set(tables)
         for table in tables:
             differing = conn.execute(
@@ -202,6 +209,12 @@ def _patched_snapshot_equals_a_whole_copy(config, tmp_path: Path) -> None:
                 f"(select * from whole.{table} except all select * from main.{table})"
             ).fetchall()
             assert not differing, (table, differing[:5])
+        # row ids differ between the two; each lists the row ranges of its own series exactly
+        for database in ("main", "whole"):
+            listed = set(conn.execute(f"select * from {database}.{SERIES_ROWS}").fetchall())
+            catalog = conn.execute("select current_database()").fetchone()[0] \
+                if database == "main" else database
+            assert listed == set(conn.execute(_series_ranges(conn, catalog)).fetchall())
 
 
 def test_incremental_history_equals_a_full_build_on_duckdb(duckdb_config, tmp_path,
