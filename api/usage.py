@@ -228,16 +228,21 @@ def _state(row: Sequence[Any]) -> st.MinuteState:
 # than the series (a patched snapshot appends rows) is still exact.
 
 
+def _has_table(warehouse: Warehouse, table: str) -> bool:
+    """Whether the warehouse's schema has `table` (asked once per snapshot)."""
+    rows = catalog_query(
+        warehouse,
+        "select count(*) from information_schema.tables "
+        f"where table_schema = {warehouse.ph} and table_name = {warehouse.ph}",
+        [warehouse.schema, table])
+    return bool(rows and rows[0][0])
+
+
 def has_series_rows(warehouse: Warehouse) -> bool:
     """Whether the warehouse is a serving snapshot with the series row ranges."""
     if getattr(warehouse, "cache", None) is None or not warehouse.is_duckdb:
         return False
-    rows = catalog_query(
-        warehouse,
-        "select count(*) from information_schema.tables "
-        f"where table_schema = {warehouse.ph} and table_name = '{SERIES_ROWS}'",
-        [warehouse.schema])
-    return bool(rows and rows[0][0])
+    return _has_table(warehouse, SERIES_ROWS)
 
 
 def series_rows(warehouse: Warehouse, table: str, meter: MeterInfo, customers: Sequence[str],
@@ -651,12 +656,7 @@ def stored_windows_fit(kind: str, meter: MeterInfo, calendar: CustomerCalendar,
 
 def has_stored_windows(warehouse: Warehouse) -> bool:
     """Whether the warehouse (or serving snapshot) has fct_meter_usage."""
-    rows = catalog_query(
-        warehouse,
-        "select count(*) from information_schema.tables "
-        f"where table_schema = {warehouse.ph} and table_name = 'fct_meter_usage'",
-        [warehouse.schema])
-    return bool(rows and rows[0][0])
+    return _has_table(warehouse, "fct_meter_usage")
 
 
 def stored_window_usage(warehouse: Warehouse, meter: MeterInfo, customer: str,
