@@ -91,7 +91,7 @@ LOOKUP_ORDER = ("tenant_id", "environment_id", "meter_id", "external_customer_id
 # Written after every other table, then checked against the tables once more (row ids are
 # positions, which a checkpoint that vacuums deleted rows may move): left out if they differ.
 SERIES_ROWS = "serving_series_rows"
-SERIES_KEY = ("tenant_id", "environment_id", "meter_id", "external_customer_id")
+SERIES_KEY = LOOKUP_ORDER[:4]  # tenant_id, environment_id, meter_id, external_customer_id
 
 
 def serving_dir_for(config: WarehouseConfig, serving_dir: str | Path = "") -> Path:

@@ -676,7 +676,6 @@ def stored_window_usage(warehouse: Warehouse, meter: MeterInfo, customer: str,
               f"and external_customer_id = {p}")
     key = [meter.tenant_id, meter.environment_id, meter.meter_id, customer]
     windows_sql = series_rows(warehouse, "fct_meter_usage", meter, [customer])
-    minutes_sql = series_rows(warehouse, "fct_meter_usage_minutely", meter, [customer])
     # the stored windows, then the minute states of the partial windows at the ends (two
     # statements: at 10M events one `union all` of both read more row groups than the two)
     pieces = [
@@ -691,6 +690,7 @@ def stored_window_usage(warehouse: Warehouse, meter: MeterInfo, customer: str,
     edge_states = []
     if edges:
         ranges = " or ".join(f"(minute_start >= {p} and minute_start < {p})" for _ in edges)
+        minutes_sql = series_rows(warehouse, "fct_meter_usage_minutely", meter, [customer])
         edge_states = [_state(row) for row in warehouse.query(
             f"select group_value, {ts('minute_start')}, event_count, value_count, text_count, "
             f"{dec('value_sum')}, {dec('value_max')}, {dec('weighted_moment_us')}, "
