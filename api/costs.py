@@ -39,9 +39,11 @@ from api.encoding import decimal_text, rfc3339
 from api.lookups import Customer, Feature, Meter
 from api.usage import (
     FAR_PAST,
+    Grain,
     Group,
     MeterInfo,
     Selection,
+    Slots,
     Usage,
     _dec,
     _group_columns,
@@ -56,6 +58,7 @@ from api.usage import (
     group_levels_before,
     level_before,
 )
+from api.usage import MINUTE as MINUTE_GRAIN
 from models import pricing, windows
 from models import reference as ref
 from models import states as st
@@ -254,6 +257,8 @@ class StatePricing(pricing.LineItemPricing):
     states: list[st.MinuteState] = field(default_factory=list)
     distinct: list[tuple[datetime, str]] = field(default_factory=list)
     opening_level: Decimal = ZERO
+    # the states are merged per slot between these instants (`Slots`); None: per minute
+    bounds: frozenset[datetime] | None = None
 
     def __post_init__(self) -> None:
         self.contributions = []
@@ -276,6 +281,9 @@ class StatePricing(pricing.LineItemPricing):
                  for s in self.states), _EXACT.add, initial=ZERO))
 
     def _index(self, at: datetime) -> int:
+        if self.bounds is not None and at not in self.bounds:
+            # a usage up to an instant inside a slot cannot be told from merged states
+            raise ValueError(f"costs asked at {at}, inside a slot of the states read")
         return bisect_left(self._minutes, at)
 
     def quantity(self, lo: datetime, hi: datetime) -> Decimal:
@@ -493,19 +501,23 @@ def costs_for(
         if meter is None or not wanted:
             continue
         plans += [(meter, info, wanted) for info in infos]
-    prefetched = _prefetch_states(warehouse, plans, customers, start, end, selection)
+    # every instant the costs are asked at, besides billing period boundaries
+    instants = {start, end, *(at for item in items for point in item.usage.points
+                              for at in (point.start, point.end) if start < at < end)}
+    prefetched = _prefetch_states(warehouse, plans, customers, start, end, selection, instants)
     pricings: dict[tuple[str, Group], list[tuple[LineItemInfo, StatePricing]]] = {}
     for meter, info, wanted in plans:
         since, until = _state_range(meter, info, start, end)
-        states = _states_for(warehouse, meter, info, customers, start, end, selection,
-                             wanted, prefetched.get((meter.id, since, until)))
+        states, grain = _states_for(warehouse, meter, info, customers, start, end, selection,
+                                    wanted, instants, prefetched.get((meter.id, since, until)))
+        bounds = frozenset(grain.bounds) if isinstance(grain, Slots) else None
         for key in wanted:
             data_states, distinct, opening = states.get(key, ([], [], ZERO))
             line = pricing.LineItem(
                 meter=_ref_meter(meter), price=info.terms(), periods=info.periods,
                 timezone=customer.timezone, month_anchor=month_anchor,
                 commitment=info.commitment_terms())
-            priced = StatePricing(line, (), data_states, distinct, opening)
+            priced = StatePricing(line, (), data_states, distinct, opening, bounds)
             pricings.setdefault((meter.id, key), []).append((info, priced))
 
     total = ZERO
@@ -559,42 +571,69 @@ def _state_range(meter: Meter, info: LineItemInfo, start: datetime, end: datetim
     return _floor_minute(since), _ceil_minute(until)
 
 
+def _cost_grain(meter: Meter, info: LineItemInfo, start: datetime, end: datetime,
+                instants: set[datetime]) -> Grain:
+    """The grain of the states the line item's costs over [start, end) are computed from:
+    slots cut at its billing period boundaries and at the `instants` (the range's ends and
+    its points' boundaries), every instant the pricing asks the usage at, so no cost looks
+    inside a slot (StatePricing checks). WEIGHTED_SUM (a time integral) and bucketed MAX (the
+    meter's own buckets) read minutes, and so do periods that start inside a minute."""
+    bucketed = meter.aggregation_type == "MAX" and bool(meter.bucket_size)
+    if meter.aggregation_type == "WEIGHTED_SUM" or bucketed:
+        return MINUTE_GRAIN
+    since, until = _state_range(meter, info, start, end)
+    cuts = [at for period in info.periods for at in period] + [
+        at for at in instants if start <= at <= end]
+    return Slots.of(cuts, since, until) or MINUTE_GRAIN
+
+
 def _prefetch_states(warehouse: Warehouse, plans: list[tuple[Meter, LineItemInfo, set[Group]]],
                      customers: list[str], start: datetime, end: datetime,
-                     selection: Selection
-                     ) -> dict[tuple[str, datetime, datetime], dict[Group, _GroupStates]]:
-    """The group states of the per-event reads that `_states_for` would make, one statement
-    for all the meters that need the same minutes (line items of one subscription usually
-    do), keyed by (meter id, since, until). Only when the selection needs events: the states
-    of whole meters come from fct_meter_usage_minutely, one cheap read each."""
+                     selection: Selection, instants: set[datetime]
+                     ) -> dict[tuple[str, datetime, datetime],
+                               tuple[dict[Group, _GroupStates], Grain]]:
+    """The group states of the per-event reads that `_states_for` would make, with their
+    grain, one statement for all the meters that need the same range and kind of grain
+    (line items of one subscription usually do; slots are cut at the union of what each
+    needs), keyed by (meter id, since, until). Only when the selection needs events: the
+    states of whole meters come from fct_meter_usage_minutely, one cheap read each."""
     if not selection.needs_events or not plans:
         return {}
-    by_range: dict[tuple[datetime, datetime], dict[str, Meter]] = defaultdict(dict)
+    by_range: dict[tuple[datetime, datetime, bool], dict[str, Meter]] = defaultdict(dict)
+    cuts: dict[tuple[datetime, datetime, bool], set[datetime]] = defaultdict(set)
     for meter, info, _ in plans:
-        by_range[_state_range(meter, info, start, end)][meter.id] = meter
+        grain = _cost_grain(meter, info, start, end, instants)
+        key = (*_state_range(meter, info, start, end), isinstance(grain, Slots))
+        by_range[key][meter.id] = meter
+        if isinstance(grain, Slots):
+            cuts[key].update(grain.bounds)
     plain = replace(selection, with_sources=False)  # costs never list sources
-    found: dict[tuple[str, datetime, datetime], dict[Group, _GroupStates]] = {}
-    for (since, until), group in by_range.items():
+    found: dict[tuple[str, datetime, datetime], tuple[dict[Group, _GroupStates], Grain]] = {}
+    for (since, until, sliced), group in by_range.items():
+        grain = (Slots.of(cuts[(since, until, sliced)], since, until) if sliced
+                 else None) or MINUTE_GRAIN
         ids = list(group)
         distinct = [m.id for m in group.values() if m.aggregation_type == "COUNT_UNIQUE"]
-        found.update({(meter_id, since, until): {} for meter_id in ids})
+        found.update({(meter_id, since, until): ({}, grain) for meter_id in ids})
         states = fetch_group_states(warehouse, next(iter(group.values())).info(), customers,
-                                    since, until, plain, "", meter_ids=ids,
+                                    since, until, plain, "", grain, meter_ids=ids,
                                     distinct_ids=distinct)
         for key, data in states.items():
-            found[(key[0], since, until)][key[1:]] = data
+            found[(key[0], since, until)][0][key[1:]] = data
     return found
 
 
 def _states_for(warehouse: Warehouse, meter: Meter, info: LineItemInfo, customers: list[str],
                 start: datetime, end: datetime, selection: Selection, wanted: set[Group],
-                prefetched: dict[Group, _GroupStates] | None = None
-                ) -> dict[Group, tuple[list[st.MinuteState], list[tuple[datetime, str]],
-                                       Decimal]]:
-    """Minute states of each wanted group from the earliest usage origin the range needs,
-    with every minute that a billing period boundary cuts split at the boundary.
-    When the selection needs events, `prefetched` holds the groups `_prefetch_states` read for
-    this meter and range (copied here: splitting changes them)."""
+                instants: set[datetime],
+                prefetched: tuple[dict[Group, _GroupStates], Grain] | None = None
+                ) -> tuple[dict[Group, tuple[list[st.MinuteState], list[tuple[datetime, str]],
+                                             Decimal]], Grain]:
+    """States of each wanted group from the earliest usage origin the range needs, per slot
+    (`_cost_grain`) or per minute, with every minute that a billing period boundary cuts
+    split at the boundary; and their grain. When the selection needs events, `prefetched`
+    holds the groups `_prefetch_states` read for this meter and range, with their grain
+    (copied here: splitting changes them)."""
     since, until = _state_range(meter, info, start, end)
     cuts = sorted({bound for period in info.periods for bound in period
                    if since <= bound < until and bound != _floor_minute(bound)})
@@ -603,13 +642,15 @@ def _states_for(warehouse: Warehouse, meter: Meter, info: LineItemInfo, customer
     if selection.needs_events:
         if prefetched is None:
             raise ValueError("per-event states are read by _prefetch_states")
+        found, grain = prefetched
         groups = {key: _GroupStates(list(data.states), list(data.distinct))
-                  for key, data in prefetched.items()}
+                  for key, data in found.items()}
     else:
-        data = _GroupStates(fetch_states(warehouse, info_meter, customers, since, until))
+        grain = _cost_grain(meter, info, start, end, instants)
+        data = _GroupStates(fetch_states(warehouse, info_meter, customers, since, until, grain))
         if kind == "COUNT_UNIQUE":
             data.distinct = fetch_distinct_values(warehouse, info_meter, customers, since,
-                                                  until)
+                                                  until, grain)
         groups = {(): data}
     if cuts:
         _split_at(warehouse, info_meter, customers, selection, groups, cuts)
@@ -628,7 +669,7 @@ def _states_for(warehouse: Warehouse, meter: Meter, info: LineItemInfo, customer
         data = groups.get(key)
         result[key] = (data.states if data else [], data.distinct if data else [],
                        openings[key])
-    return result
+    return result, grain
 
 
 def _floor_minute(value: datetime) -> datetime:

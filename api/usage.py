@@ -10,8 +10,10 @@ Two sources of minute states:
 - `serving_meter_event_values`, aggregated into the same states in SQL, when events are
   filtered by properties or sources or grouped by source or properties
   (`grouped_usage` with a `Selection`); every aggregation type stays exact.
-When every boundary of a query is a whole UTC hour (`choose_grain`), the states of each
-hour are merged in SQL first, so that far fewer rows reach Python.
+States are merged in SQL before they reach Python, into slots no answer looks inside
+(`usage_grain`): the query's own windows (`Slots`: a state per window, or one for the whole
+range), or for WEIGHTED_SUM and bucketed MAX, whose values depend on instants inside a window,
+whole UTC hours where every boundary of the query is one (`choose_grain`), else minutes.
 """
 
 from __future__ import annotations
@@ -267,8 +269,40 @@ def series_rows(warehouse: Warehouse, table: str, meter: MeterInfo, customers: S
     return f"({' or '.join(ranges)}) and " if ranges else ""
 
 
-def _slot(grain: str) -> str:
-    """The slot a minute's states are merged into: the minute itself or its UTC hour."""
+MAX_SLOTS = 400  # more slots than this: minutes or hours (a `case` per row grows with them)
+
+
+@dataclass(frozen=True)
+class Slots:
+    """A grain of explicit slots: the states of [bounds[i], bounds[i + 1]) merge into one,
+    keyed by bounds[i]. The bounds are sorted whole UTC minutes; the first and the last are
+    the range read. An answer from such states is exact as long as it asks about the usage
+    between bounds only (the callers cut at every window, billing period and range boundary
+    they ask about)."""
+
+    bounds: tuple[datetime, ...]
+
+    @classmethod
+    def of(cls, instants: Iterable[datetime], start: datetime, end: datetime) -> Slots | None:
+        """Slots over [start, end) cut at the `instants` inside it; None when a bound is not a
+        whole minute or there would be more than MAX_SLOTS slots."""
+        inside = {start, end, *(at for at in instants if start < at < end)}
+        bounds = tuple(sorted(at.astimezone(UTC) for at in inside))
+        if len(bounds) > MAX_SLOTS + 1 or any(at.second or at.microsecond for at in bounds):
+            return None
+        return cls(bounds)
+
+
+Grain = str | Slots
+
+
+def _slot(grain: Grain) -> str:
+    """The slot a minute's states are merged into: the minute itself, its UTC hour, or the
+    last of the `Slots` bounds at or before it (its rows never lie outside the bounds)."""
+    if isinstance(grain, Slots):
+        starts = [f"cast('{at.isoformat()}' as timestamptz)" for at in grain.bounds[:-1]]
+        whens = "".join(f"when minute_start >= {at} then {at} " for at in reversed(starts[1:]))
+        return f"(case {whens}else {starts[0]} end)" if whens else starts[0]
     return "minute_start" if grain == MINUTE else "date_trunc('hour', minute_start)"
 
 
@@ -277,8 +311,8 @@ def _slot(grain: str) -> str:
 
 
 def fetch_states(warehouse: Warehouse, meter: MeterInfo, customer: str | Sequence[str],
-                 start: datetime, end: datetime, grain: str = MINUTE) -> list[st.MinuteState]:
-    """The meter's states in [start, end), per minute or merged per UTC hour (`grain`)."""
+                 start: datetime, end: datetime, grain: Grain = MINUTE) -> list[st.MinuteState]:
+    """The meter's states in [start, end), per minute or merged per slot (`grain`)."""
     p, customers = warehouse.ph, _customers(customer)
     rows_sql = series_rows(warehouse, "fct_meter_usage_minutely", meter, customers)
     where = (f"where {rows_sql}tenant_id = {p} and environment_id = {p} and meter_id = {p} "
@@ -292,7 +326,7 @@ def fetch_states(warehouse: Warehouse, meter: MeterInfo, customer: str | Sequenc
                f"{dec('value_sum')}, {dec('value_max')}, {dec('weighted_moment_us')}, "
                f"{ts('latest_timestamp')}, latest_ingest_seq, latest_event_id, "
                f"{dec('latest_value')} from {table} {where} order by minute_start")
-    else:  # merge the minutes of each hour; no weighted moment (WEIGHTED_SUM stays per minute)
+    else:  # merge the minutes of each slot; no weighted moment (WEIGHTED_SUM stays per minute)
         latest = "case when latest_rank = 1 then {} end"
         sql = (f"with slots as (select *, {_slot(grain)} as slot from {table} {where}), "
                "ranked as (select *, row_number() over (partition by group_value, slot order by "
@@ -310,7 +344,7 @@ def fetch_states(warehouse: Warehouse, meter: MeterInfo, customer: str | Sequenc
 
 
 def fetch_distinct_values(warehouse: Warehouse, meter: MeterInfo, customer: str | Sequence[str],
-                          start: datetime, end: datetime, grain: str = MINUTE
+                          start: datetime, end: datetime, grain: Grain = MINUTE
                           ) -> list[tuple[datetime, str]]:
     p, customers = warehouse.ph, _customers(customer)
     table = "fct_meter_distinct_values_minutely"
@@ -403,7 +437,7 @@ def _canonical_sql(warehouse: Warehouse, index: int) -> str:
 
 def _matched_cte(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str],
                  start: datetime, end: datetime, selection: Selection,
-                 grain: str = MINUTE, meter_ids: Sequence[str] | None = None
+                 grain: Grain = MINUTE, meter_ids: Sequence[str] | None = None
                  ) -> tuple[str, list[Any]]:
     """CTEs ending in `matched`: the selected events with their slot and group columns
     d0..dn; SQL and parameters. Aliases are positional, every request value is bound."""
@@ -478,7 +512,7 @@ def fetch_sources(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[st
 
 def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str],
                        start: datetime, end: datetime, selection: Selection,
-                       kind: str, grain: str = MINUTE, meter_ids: Sequence[str] | None = None,
+                       kind: str, grain: Grain = MINUTE, meter_ids: Sequence[str] | None = None,
                        distinct_ids: Sequence[str] = ()) -> dict[Group, _GroupStates]:
     """States of the selected events per group and slot: the same states as
     fct_meter_usage_minutely holds, computed the same way, for the selected events only.
@@ -624,6 +658,34 @@ def choose_grain(kind: str, meter: MeterInfo, calendar: CustomerCalendar, start:
         if meter.bucket_size == "MONTH" and calendar.month_anchor_key[-2:] not in ("", "00"):
             return MINUTE
     return HOUR
+
+
+def window_slots(start: datetime, end: datetime, window: str | None, timezone: str,
+                 anchor: datetime | None) -> Slots | None:
+    """Slots at the boundaries of the `window` buckets inside [start, end) (without a window,
+    the whole range in one slot); None where `Slots.of` gives none."""
+    cuts: list[datetime] = []
+    if window is not None:
+        at = windows.next_bucket_start(windows.bucket_start(start, window, timezone, anchor),
+                                       window, timezone, anchor)
+        while at < end and len(cuts) <= MAX_SLOTS:
+            cuts.append(at)
+            at = windows.next_bucket_start(at, window, timezone, anchor)
+    return Slots.of(cuts, start, end)
+
+
+def usage_grain(kind: str, meter: MeterInfo, calendar: CustomerCalendar, start: datetime,
+                end: datetime, window: str | None, timezone: str,
+                anchor: datetime | None) -> Grain:
+    """The grain of the states a usage answer is computed from: the answer's own windows
+    (`window_slots`), as every value is then a merge of whole slots; but WEIGHTED_SUM (its
+    time integral) and bucketed MAX (the meter's own buckets inside a window) read minutes or
+    hours (`choose_grain`), and so do windows too many or not on whole minutes."""
+    if kind != "WEIGHTED_SUM" and not (kind == "MAX" and meter.bucket_size):
+        slots = window_slots(start, end, window, timezone, anchor)
+        if slots is not None:
+            return slots
+    return choose_grain(kind, meter, calendar, start, end, window, timezone, anchor)
 
 
 # --------------------------------------------------------------------------------------------
@@ -811,7 +873,7 @@ def grouped_usage(
                                     window, anchor)
         if usage is not None:
             return {(): usage}
-    grain = choose_grain(kind, meter, calendar, start, end, window, timezone, anchor)
+    grain = usage_grain(kind, meter, calendar, start, end, window, timezone, anchor)
     groups = _fetch_groups(warehouse, meter, customers, start, end, kind, selection, grain,
                            prefetched)
     resets = (reset_points(warehouse, meter, customers[0], start, end)
@@ -834,13 +896,13 @@ def prefetch_group_states(warehouse: Warehouse, meters: Sequence[MeterInfo],
     customers = list(dict.fromkeys(customers))
     if not selection.needs_events or not customers:
         return {}
-    by_grain: dict[str, list[MeterInfo]] = defaultdict(list)
+    by_grain: dict[Grain, list[MeterInfo]] = defaultdict(list)
     for meter in dict.fromkeys(meters):
         if meter.aggregation_type == "WEIGHTED_SUM":
             continue
         calendar = customer_calendar(warehouse, meter, customers[0])
-        by_grain[choose_grain(meter.aggregation_type, meter, calendar, start, end, window,
-                              timezone, anchor)].append(meter)
+        by_grain[usage_grain(meter.aggregation_type, meter, calendar, start, end, window,
+                             timezone, anchor)].append(meter)
     found: dict[str, dict[Group, _GroupStates]] = {}
     for grain, group in by_grain.items():
         ids = [m.meter_id for m in group]
@@ -854,7 +916,7 @@ def prefetch_group_states(warehouse: Warehouse, meters: Sequence[MeterInfo],
 
 
 def _fetch_groups(warehouse: Warehouse, meter: MeterInfo, customers: list[str], start: datetime,
-                  end: datetime, kind: str, selection: Selection, grain: str = MINUTE,
+                  end: datetime, kind: str, selection: Selection, grain: Grain = MINUTE,
                   prefetched: dict[Group, _GroupStates] | None = None
                   ) -> dict[Group, _GroupStates]:
     if not selection.needs_events:

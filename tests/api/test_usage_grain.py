@@ -1,13 +1,23 @@
 """`api.usage.choose_grain`: minutes merge into UTC hours only when every boundary an answer
-depends on is a whole UTC hour (pure function; no warehouse)."""
+depends on is a whole UTC hour; `usage_grain`: otherwise into the answer's own windows (pure
+functions; no warehouse)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.usage import HOUR, MINUTE, CustomerCalendar, MeterInfo, choose_grain
+from api.usage import (
+    HOUR,
+    MAX_SLOTS,
+    MINUTE,
+    CustomerCalendar,
+    MeterInfo,
+    Slots,
+    choose_grain,
+    usage_grain,
+)
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 END = datetime(2024, 4, 1, tzinfo=UTC)
@@ -44,3 +54,43 @@ UTC_CALENDAR = CustomerCalendar("UTC", "")
 ])
 def test_grain(kind, meter, calendar, start, end, window, tz, anchor, grain):
     assert choose_grain(kind, meter, calendar, start, end, window, tz, anchor) == grain
+
+
+# Slots: the states of each window of the answer merge into one (usage_grain)
+DAY_ONE = datetime(2024, 3, 2, tzinfo=UTC)
+NEW_YORK_MIDNIGHTS = [datetime(2024, 3, d, 5, tzinfo=UTC) for d in range(1, 32)]
+
+
+def test_slots_are_the_windows_of_the_answer():
+    grain = usage_grain("SUM", SUM, UTC_CALENDAR, START, END, "DAY", "America/New_York", None)
+    assert isinstance(grain, Slots)
+    # New York's midnights (UTC-5, then UTC-4 from March 10), the range's ends around them
+    assert grain.bounds[0] == START and grain.bounds[-1] == END
+    assert grain.bounds[1:-1] == tuple(
+        at - timedelta(hours=1) if at >= datetime(2024, 3, 10, 7, tzinfo=UTC) else at
+        for at in NEW_YORK_MIDNIGHTS)
+    assert usage_grain("COUNT_UNIQUE", SUM, UTC_CALENDAR, START, END, None, "UTC",
+                       None) == Slots((START, END))
+
+
+@pytest.mark.parametrize("kind, meter, start, end, window, grain", [
+    # a time integral, the meter's own buckets: minutes or hours as choose_grain says
+    ("WEIGHTED_SUM", SUM, START, END, "DAY", MINUTE),
+    ("MAX", PEAK, START, END, "DAY", HOUR),
+    # more windows than MAX_SLOTS, or not on whole minutes
+    ("SUM", SUM, START, END, "15MIN", MINUTE),
+    ("SUM", SUM, START.replace(second=30), END, "DAY", MINUTE),
+])
+def test_slots_give_way_to_minutes_or_hours(kind, meter, start, end, window, grain):
+    assert usage_grain(kind, meter, UTC_CALENDAR, start, end, window, "UTC", None) == grain
+
+
+def test_slots_of_cuts_inside_the_range_only():
+    inside = DAY_ONE + timedelta(minutes=7)
+    slots = Slots.of([START - timedelta(days=1), inside, inside, END], START, END)
+    assert slots == Slots((START, inside, END))
+    assert Slots.of([inside + timedelta(seconds=1)], START, END) is None
+    assert Slots.of([START + timedelta(minutes=m) for m in range(1, MAX_SLOTS)], START,
+                    END) is not None
+    assert Slots.of([START + timedelta(minutes=m) for m in range(1, MAX_SLOTS + 1)], START,
+                    END) is None
