@@ -614,10 +614,11 @@ def _prefetch_states(warehouse: Warehouse, plans: list[tuple[Meter, LineItemInfo
                  else None) or MINUTE_GRAIN
         ids = list(group)
         distinct = [m.id for m in group.values() if m.aggregation_type == "COUNT_UNIQUE"]
+        latest = [m.id for m in group.values() if m.aggregation_type == "LATEST"]
         found.update({(meter_id, since, until): ({}, grain) for meter_id in ids})
         states = fetch_group_states(warehouse, next(iter(group.values())).info(), customers,
                                     since, until, plain, "", grain, meter_ids=ids,
-                                    distinct_ids=distinct)
+                                    distinct_ids=distinct, latest_ids=latest)
         for key, data in states.items():
             found[(key[0], since, until)][0][key[1:]] = data
     return found

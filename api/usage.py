@@ -513,14 +513,16 @@ def fetch_sources(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[st
 def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str],
                        start: datetime, end: datetime, selection: Selection,
                        kind: str, grain: Grain = MINUTE, meter_ids: Sequence[str] | None = None,
-                       distinct_ids: Sequence[str] = ()) -> dict[Group, _GroupStates]:
+                       distinct_ids: Sequence[str] = (),
+                       latest_ids: Sequence[str] = ()) -> dict[Group, _GroupStates]:
     """States of the selected events per group and slot: the same states as
     fct_meter_usage_minutely holds, computed the same way, for the selected events only.
 
     With `meter_ids`, the states of all those meters (of `meter`'s tenant environment) in
     one statement, each group key led by its meter id; distinct values are listed for the
     meters in `distinct_ids` (those whose aggregation is COUNT_UNIQUE), without `meter_ids`
-    when `kind` is COUNT_UNIQUE.
+    when `kind` is COUNT_UNIQUE; likewise the latest value only for the meters in
+    `latest_ids`, or for `kind` LATEST (its ordering key is a quarter of a statement's time).
 
     One statement reads the states, the distinct values and (`selection.with_sources`) the
     sources: each state row lists the distinct values and sources of its own events, and a
@@ -531,12 +533,15 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
     width = len(selection.group_by)
     if meter_ids is not None:
         g, width = "meter_id, " + g, width + 1
-        distinct_params = list(distinct_ids)
+        distinct_params, latest_params = list(distinct_ids), list(latest_ids)
         distinct_when = (f"meter_id in {_in_list(warehouse, distinct_ids)} and "
                          if distinct_ids else None)
+        latest_when = (f"meter_id in {_in_list(warehouse, latest_ids)} and "
+                       if latest_ids else None)
     else:
-        distinct_params = []
+        distinct_params, latest_params = [], []
         distinct_when = "" if kind == "COUNT_UNIQUE" else None
+        latest_when = "" if kind == "LATEST" else None
     ts, dec = (lambda e: _out_ts(warehouse, e)), (lambda e: _out_dec(warehouse, e))
     moment = "null"
     if grain == MINUTE:
@@ -555,15 +560,24 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
     aggregates = (f"count(*), count(quantity), count(value_text), "
                   f"{dec('cast(sum(quantity) as decimal(38, 12))')}, "
                   f"{dec('cast(max(quantity) as decimal(38, 12))')}, {moment}")
-    if warehouse.is_duckdb:
+    if latest_when is None:
+        source = "matched"
+        latest_sql = "null, null" if warehouse.is_duckdb else "null, null, null, null"
+        latest_params = []
+    elif warehouse.is_duckdb:
         # the latest valued event of a slot in one pass: the largest (timestamp, ingest_seq,
-        # event_id) key among valued events, and the quantity of that event
-        key = "{'t': epoch_us(event_timestamp), 's': ingest_seq, 'i': event_id}"
-        valued = "filter (where quantity is not null)"
+        # event_id) key among valued events, and the quantity of that event (the key is only
+        # built for the rows that need it)
+        when = f"{latest_when}quantity is not null"
+        key = (f"case when {when} then {{'t': epoch_us(event_timestamp), 's': ingest_seq, "
+               "'i': event_id} end")
+        valued = f"filter (where {when})"
         source = "matched"
         latest_sql = (f"max({key}) {valued}, cast(cast(arg_max(quantity, {key}) {valued} "
                       "as decimal(38, 12)) as varchar)")
+        latest_params = latest_params * 4  # `when` is written four times
     else:
+        latest_params = []  # Postgres ranks every row (the meters' latest come out unused)
         source = (f"(select *, row_number() over (partition by {g}group_value, slot order by "
                   "case when quantity is null then 0 else 1 end desc, event_timestamp desc, "
                   "ingest_seq desc, event_id desc) as latest_rank from matched) as ranked")
@@ -574,7 +588,7 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
     rows = warehouse.query(
         f"with {matched} select {g}group_value, {ts('slot')}, {aggregates}, {latest_sql}, "
         f"{', '.join(lists)} from {source} group by {g}group_value, slot order by slot",
-        params + distinct_params,
+        params + latest_params + distinct_params,
     )
     groups: dict[Group, _GroupStates] = defaultdict(_GroupStates)
     distinct: dict[Group, set[tuple[datetime, str]]] = defaultdict(set)
@@ -907,9 +921,10 @@ def prefetch_group_states(warehouse: Warehouse, meters: Sequence[MeterInfo],
     for grain, group in by_grain.items():
         ids = [m.meter_id for m in group]
         distinct = [m.meter_id for m in group if m.aggregation_type == "COUNT_UNIQUE"]
+        latest = [m.meter_id for m in group if m.aggregation_type == "LATEST"]
         found.update({meter_id: {} for meter_id in ids})
         states = fetch_group_states(warehouse, group[0], customers, start, end, selection, "",
-                                    grain, ids, distinct)
+                                    grain, ids, distinct, latest)
         for key, data in states.items():
             found[key[0]][key[1:]] = data
     return found
