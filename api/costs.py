@@ -57,6 +57,7 @@ from api.usage import (
     fetch_states,
     group_levels_before,
     level_before,
+    meter_bucket_slots,
 )
 from api.usage import MINUTE as MINUTE_GRAIN
 from models import pricing, windows
@@ -504,12 +505,15 @@ def costs_for(
     # every instant the costs are asked at, besides billing period boundaries
     instants = {start, end, *(at for item in items for point in item.usage.points
                               for at in (point.start, point.end) if start < at < end)}
-    prefetched = _prefetch_states(warehouse, plans, customers, start, end, selection, instants)
+    calendar = (customer.timezone, month_anchor)
+    prefetched = _prefetch_states(warehouse, plans, customers, start, end, selection, instants,
+                                  calendar)
     pricings: dict[tuple[str, Group], list[tuple[LineItemInfo, StatePricing]]] = {}
     for meter, info, wanted in plans:
         since, until = _state_range(meter, info, start, end)
         states, grain = _states_for(warehouse, meter, info, customers, start, end, selection,
-                                    wanted, instants, prefetched.get((meter.id, since, until)))
+                                    wanted, instants, calendar,
+                                    prefetched.get((meter.id, since, until)))
         bounds = frozenset(grain.bounds) if isinstance(grain, Slots) else None
         for key in wanted:
             data_states, distinct, opening = states.get(key, ([], [], ZERO))
@@ -572,45 +576,56 @@ def _state_range(meter: Meter, info: LineItemInfo, start: datetime, end: datetim
 
 
 def _cost_grain(meter: Meter, info: LineItemInfo, start: datetime, end: datetime,
-                instants: set[datetime]) -> Grain:
+                instants: set[datetime], timezone: str, month_anchor: datetime | None
+                ) -> Grain:
     """The grain of the states the line item's costs over [start, end) are computed from:
     slots cut at its billing period boundaries and at the `instants` (the range's ends and
     its points' boundaries), every instant the pricing asks the usage at, so no cost looks
-    inside a slot (StatePricing checks). WEIGHTED_SUM (a time integral) and bucketed MAX (the
-    meter's own buckets) read minutes, and so do periods that start inside a minute."""
-    bucketed = meter.aggregation_type == "MAX" and bool(meter.bucket_size)
-    if meter.aggregation_type == "WEIGHTED_SUM" or bucketed:
+    inside a slot (StatePricing checks); for bucketed MAX meters also at their own buckets
+    in the customer's calendar (`timezone`, `month_anchor`). WEIGHTED_SUM (a time integral)
+    reads minutes, and so does any line item whose slots would be too many or not on whole
+    minutes (a period that starts inside a minute)."""
+    if meter.aggregation_type == "WEIGHTED_SUM":
         return MINUTE_GRAIN
     since, until = _state_range(meter, info, start, end)
     cuts = [at for period in info.periods for at in period] + [
         at for at in instants if start <= at <= end]
-    return Slots.of(cuts, since, until) or MINUTE_GRAIN
+    if meter.aggregation_type == "MAX" and meter.bucket_size:
+        slots = meter_bucket_slots(meter.bucket_size, timezone, month_anchor, cuts, since,
+                                   until)
+    else:
+        slots = Slots.of(cuts, since, until)
+    return slots or MINUTE_GRAIN
 
 
 def _prefetch_states(warehouse: Warehouse, plans: list[tuple[Meter, LineItemInfo, set[Group]]],
                      customers: list[str], start: datetime, end: datetime,
-                     selection: Selection, instants: set[datetime]
+                     selection: Selection, instants: set[datetime],
+                     calendar: tuple[str, datetime | None]
                      ) -> dict[tuple[str, datetime, datetime],
                                tuple[dict[Group, _GroupStates], Grain]]:
     """The group states of the per-event reads that `_states_for` would make, with their
     grain, one statement for all the meters that need the same range and kind of grain
     (line items of one subscription usually do; slots are cut at the union of what each
-    needs), keyed by (meter id, since, until). Only when the selection needs events: the
+    needs), keyed by (meter id, since, until). `calendar`: the customer's timezone and MONTH
+    anchor. Only when the selection needs events: the
     states of whole meters come from fct_meter_usage_minutely, one cheap read each."""
     if not selection.needs_events or not plans:
         return {}
-    by_range: dict[tuple[datetime, datetime, bool], dict[str, Meter]] = defaultdict(dict)
-    cuts: dict[tuple[datetime, datetime, bool], set[datetime]] = defaultdict(set)
+    # by range and kind of grain: minutes, slots, slots cut every n minutes from an origin
+    by_range: dict[tuple, dict[str, Meter]] = defaultdict(dict)
+    cuts: dict[tuple, set[datetime]] = defaultdict(set)
     for meter, info, _ in plans:
-        grain = _cost_grain(meter, info, start, end, instants)
-        key = (*_state_range(meter, info, start, end), isinstance(grain, Slots))
+        grain = _cost_grain(meter, info, start, end, instants, *calendar)
+        sliced = isinstance(grain, Slots)
+        key = (*_state_range(meter, info, start, end), sliced, grain.every if sliced else None)
         by_range[key][meter.id] = meter
-        if isinstance(grain, Slots):
+        if sliced:
             cuts[key].update(grain.bounds)
     plain = replace(selection, with_sources=False)  # costs never list sources
     found: dict[tuple[str, datetime, datetime], tuple[dict[Group, _GroupStates], Grain]] = {}
-    for (since, until, sliced), group in by_range.items():
-        grain = (Slots.of(cuts[(since, until, sliced)], since, until) if sliced
+    for (since, until, sliced, every), group in by_range.items():
+        grain = (Slots.of(cuts[(since, until, sliced, every)], since, until, every) if sliced
                  else None) or MINUTE_GRAIN
         ids = list(group)
         distinct = [m.id for m in group.values() if m.aggregation_type == "COUNT_UNIQUE"]
@@ -626,7 +641,7 @@ def _prefetch_states(warehouse: Warehouse, plans: list[tuple[Meter, LineItemInfo
 
 def _states_for(warehouse: Warehouse, meter: Meter, info: LineItemInfo, customers: list[str],
                 start: datetime, end: datetime, selection: Selection, wanted: set[Group],
-                instants: set[datetime],
+                instants: set[datetime], calendar: tuple[str, datetime | None],
                 prefetched: tuple[dict[Group, _GroupStates], Grain] | None = None
                 ) -> tuple[dict[Group, tuple[list[st.MinuteState], list[tuple[datetime, str]],
                                              Decimal]], Grain]:
@@ -647,7 +662,7 @@ def _states_for(warehouse: Warehouse, meter: Meter, info: LineItemInfo, customer
         groups = {key: _GroupStates(list(data.states), list(data.distinct))
                   for key, data in found.items()}
     else:
-        grain = _cost_grain(meter, info, start, end, instants)
+        grain = _cost_grain(meter, info, start, end, instants, *calendar)
         data = _GroupStates(fetch_states(warehouse, info_meter, customers, since, until, grain))
         if kind == "COUNT_UNIQUE":
             data.distinct = fetch_distinct_values(warehouse, info_meter, customers, since,

@@ -278,32 +278,45 @@ class Slots:
     keyed by bounds[i]. The bounds are sorted whole UTC minutes; the first and the last are
     the range read. An answer from such states is exact as long as it asks about the usage
     between bounds only (the callers cut at every window, billing period and range boundary
-    they ask about)."""
+    they ask about). `every` = (n, origin) cuts them also every n minutes from origin: the
+    buckets of a bucketed MAX meter, too many to list, where they are that regular."""
 
     bounds: tuple[datetime, ...]
+    every: tuple[int, datetime] | None = None
 
     @classmethod
-    def of(cls, instants: Iterable[datetime], start: datetime, end: datetime) -> Slots | None:
-        """Slots over [start, end) cut at the `instants` inside it; None when a bound is not a
-        whole minute or there would be more than MAX_SLOTS slots."""
+    def of(cls, instants: Iterable[datetime], start: datetime, end: datetime,
+           every: tuple[int, datetime] | None = None) -> Slots | None:
+        """Slots over [start, end) cut at the `instants` inside it (and `every`); None when a
+        bound is not a whole minute or there would be more than MAX_SLOTS bounds to list."""
         inside = {start, end, *(at for at in instants if start < at < end)}
         bounds = tuple(sorted(at.astimezone(UTC) for at in inside))
-        if len(bounds) > MAX_SLOTS + 1 or any(at.second or at.microsecond for at in bounds):
+        if every is not None:
+            every = (every[0], every[1].astimezone(UTC))
+        if len(bounds) > MAX_SLOTS + 1 or any(
+                at.second or at.microsecond for at in (*bounds, *(every or ())[1:])):
             return None
-        return cls(bounds)
+        return cls(bounds, every)
 
 
 Grain = str | Slots
 
 
-def _slot(grain: Grain) -> str:
+def _slot(warehouse: Warehouse, grain: Grain) -> str:
     """The slot a minute's states are merged into: the minute itself, its UTC hour, or the
-    last of the `Slots` bounds at or before it (its rows never lie outside the bounds)."""
-    if isinstance(grain, Slots):
-        starts = [f"cast('{at.isoformat()}' as timestamptz)" for at in grain.bounds[:-1]]
-        whens = "".join(f"when minute_start >= {at} then {at} " for at in reversed(starts[1:]))
-        return f"(case {whens}else {starts[0]} end)" if whens else starts[0]
-    return "minute_start" if grain == MINUTE else "date_trunc('hour', minute_start)"
+    last of the `Slots` bounds at or before it (its rows never lie outside the bounds), or
+    the start of its `every` cut if that is later."""
+    if not isinstance(grain, Slots):
+        return "minute_start" if grain == MINUTE else "date_trunc('hour', minute_start)"
+    starts = [f"cast('{at.isoformat()}' as timestamptz)" for at in grain.bounds[:-1]]
+    whens = "".join(f"when minute_start >= {at} then {at} " for at in reversed(starts[1:]))
+    slot = f"(case {whens}else {starts[0]} end)" if whens else starts[0]
+    if grain.every is None:
+        return slot
+    minutes, origin = grain.every
+    binned = "time_bucket" if warehouse.is_duckdb else "date_bin"
+    return (f"greatest({slot}, {binned}(interval '{int(minutes)} minutes', minute_start, "
+            f"cast('{origin.isoformat()}' as timestamptz)))")
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,7 +341,7 @@ def fetch_states(warehouse: Warehouse, meter: MeterInfo, customer: str | Sequenc
                f"{dec('latest_value')} from {table} {where} order by minute_start")
     else:  # merge the minutes of each slot; no weighted moment (WEIGHTED_SUM stays per minute)
         latest = "case when latest_rank = 1 then {} end"
-        sql = (f"with slots as (select *, {_slot(grain)} as slot from {table} {where}), "
+        sql = (f"with slots as (select *, {_slot(warehouse, grain)} as slot from {table} {where}), "
                "ranked as (select *, row_number() over (partition by group_value, slot order by "
                "case when latest_timestamp is null then 0 else 1 end desc, "
                "latest_timestamp desc, latest_ingest_seq desc, latest_event_id desc) "
@@ -350,7 +363,7 @@ def fetch_distinct_values(warehouse: Warehouse, meter: MeterInfo, customer: str 
     table = "fct_meter_distinct_values_minutely"
     rows_sql = series_rows(warehouse, table, meter, customers)
     rows = warehouse.query(
-        f"select distinct {_out_ts(warehouse, _slot(grain))}, value_text "
+        f"select distinct {_out_ts(warehouse, _slot(warehouse, grain))}, value_text "
         f"from {warehouse.table(table)} "
         f"where {rows_sql}tenant_id = {p} and environment_id = {p} and meter_id = {p} "
         f"and external_customer_id in {_in_list(warehouse, customers)} "
@@ -467,7 +480,7 @@ def _matched_cte(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str
             "value_text", "group_value", "event_source"]
     if meter_ids is not None:
         base.append("meter_id")
-    extracted = (f"extracted as (select {', '.join(base)}, {_slot(grain)} as slot, "
+    extracted = (f"extracted as (select {', '.join(base)}, {_slot(warehouse, grain)} as slot, "
                  f"{', '.join(extract_sql)} "
                  f"from {warehouse.table('serving_meter_event_values')} "
                  f"where {' and '.join(where)})")
@@ -674,10 +687,10 @@ def choose_grain(kind: str, meter: MeterInfo, calendar: CustomerCalendar, start:
     return HOUR
 
 
-def window_slots(start: datetime, end: datetime, window: str | None, timezone: str,
-                 anchor: datetime | None) -> Slots | None:
-    """Slots at the boundaries of the `window` buckets inside [start, end) (without a window,
-    the whole range in one slot); None where `Slots.of` gives none."""
+def window_cuts(start: datetime, end: datetime, window: str | None, timezone: str,
+                anchor: datetime | None) -> list[datetime]:
+    """The boundaries of the `window` buckets inside [start, end) (none without a window),
+    at most MAX_SLOTS + 1 of them (more are of no use to `Slots.of`)."""
     cuts: list[datetime] = []
     if window is not None:
         at = windows.next_bucket_start(windows.bucket_start(start, window, timezone, anchor),
@@ -685,18 +698,49 @@ def window_slots(start: datetime, end: datetime, window: str | None, timezone: s
         while at < end and len(cuts) <= MAX_SLOTS:
             cuts.append(at)
             at = windows.next_bucket_start(at, window, timezone, anchor)
-    return Slots.of(cuts, start, end)
+    return cuts
+
+
+def meter_bucket_slots(bucket_size: str, timezone: str, anchor: datetime | None,
+                       cuts: Iterable[datetime], start: datetime, end: datetime
+                       ) -> Slots | None:
+    """Slots over [start, end) cut at `cuts` and at the buckets of a bucketed MAX meter in its
+    customer's calendar (`timezone`, `anchor` for MONTH buckets), so every slot lies inside
+    one bucket: the buckets listed when they are few, else cut by arithmetic (`Slots.every`)
+    when they are sub-day buckets of one fixed width over the whole range (a zone whose
+    offset moves by less than their width, Lord Howe's half hour for HOUR, is not); None
+    otherwise (and for MINUTE buckets, which are minutes)."""
+    if bucket_size == "MINUTE":
+        return None
+    buckets = windows.buckets_between(start, end, bucket_size, timezone,
+                                      anchor if bucket_size == "MONTH" else None)
+    cuts = list(cuts)
+    inside = [b for b, _ in buckets[1:]]
+    if len(inside) + len(cuts) <= MAX_SLOTS:
+        return Slots.of([*cuts, *inside], start, end)
+    width = windows.SUB_DAY_MINUTES.get(bucket_size)
+    if width is None or any(b - a != timedelta(minutes=width) for a, b in buckets):
+        return None
+    return Slots.of(cuts, start, end, every=(width, buckets[0][0]))
 
 
 def usage_grain(kind: str, meter: MeterInfo, calendar: CustomerCalendar, start: datetime,
                 end: datetime, window: str | None, timezone: str,
                 anchor: datetime | None) -> Grain:
     """The grain of the states a usage answer is computed from: the answer's own windows
-    (`window_slots`), as every value is then a merge of whole slots; but WEIGHTED_SUM (its
-    time integral) and bucketed MAX (the meter's own buckets inside a window) read minutes or
-    hours (`choose_grain`), and so do windows too many or not on whole minutes."""
-    if kind != "WEIGHTED_SUM" and not (kind == "MAX" and meter.bucket_size):
-        slots = window_slots(start, end, window, timezone, anchor)
+    (`window_cuts`), as every value is then a merge of whole slots, cut also at a bucketed
+    MAX meter's own buckets (`meter_bucket_slots`); but WEIGHTED_SUM (its time integral)
+    reads minutes or hours (`choose_grain`), and so does any answer whose slots would be too
+    many or not on whole minutes."""
+    if kind != "WEIGHTED_SUM":
+        cuts = window_cuts(start, end, window, timezone, anchor)
+        if kind == "MAX" and meter.bucket_size:
+            slots = meter_bucket_slots(
+                meter.bucket_size, calendar.timezone,
+                windows.anchor_from_key(calendar.month_anchor_key, calendar.timezone),
+                cuts, start, end)
+        else:
+            slots = Slots.of(cuts, start, end)
         if slots is not None:
             return slots
     return choose_grain(kind, meter, calendar, start, end, window, timezone, anchor)

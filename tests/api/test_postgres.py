@@ -91,3 +91,30 @@ def test_meterhouse_serve_on_postgres(pg_warehouse, expected):
         assert check_meter_usage_matches_reference(http, expected) > 100
         assert check_stripe_meter_usage_matches_reference(http, expected) > 20
         assert http.get("/v1/meters", headers=acme()).json()["pagination"]["total"] == 7
+
+
+def test_slots_cut_every_n_minutes_alike_on_duckdb_and_postgres(pg_warehouse, tmp_path):
+    """`Slots.every` is DuckDB's time_bucket and Postgres's date_bin: both give the slot the
+    minute's own bucket (Kathmandu's hours, :15 UTC), or the later listed cut."""
+    from datetime import UTC, datetime, timedelta
+
+    from api.usage import _slot, meter_bucket_slots
+    from models import windows
+    from orchestration.warehouse import Warehouse
+
+    start, end = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC)
+    cut = datetime(2024, 3, 9, 7, 40, tzinfo=UTC)
+    grain = meter_bucket_slots("HOUR", "Asia/Kathmandu", None, [cut], start, end)
+    assert grain is not None and grain.every is not None
+    minutes = [start + timedelta(minutes=7 * k) for k in range(0, 31 * 24 * 60 // 7)]
+    want = [max(windows.bucket_start(m, "HOUR", "Asia/Kathmandu"), *(
+        b for b in grain.bounds[:-1] if b <= m)) for m in minutes]
+    duck = WarehouseConfig(target="duckdb", duckdb_path=str(tmp_path / "w.duckdb"))
+    for config in (duck, pg_warehouse):
+        with Warehouse(config) as warehouse:
+            sql = (f"select {_slot(warehouse, grain)} from (select cast(minute_start as "
+                   f"timestamptz) as minute_start from (values "
+                   + ", ".join(f"('{m.isoformat()}')" for m in minutes)
+                   + ") as listed(minute_start)) as m order by minute_start")
+            got = [row[0].astimezone(UTC) for row in warehouse.query(sql)]
+        assert got == want, config.target

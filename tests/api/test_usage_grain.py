@@ -16,6 +16,7 @@ from api.usage import (
     MeterInfo,
     Slots,
     choose_grain,
+    meter_bucket_slots,
     usage_grain,
 )
 
@@ -74,9 +75,8 @@ def test_slots_are_the_windows_of_the_answer():
 
 
 @pytest.mark.parametrize("kind, meter, start, end, window, grain", [
-    # a time integral, the meter's own buckets: minutes or hours as choose_grain says
+    # a time integral: minutes or hours as choose_grain says
     ("WEIGHTED_SUM", SUM, START, END, "DAY", MINUTE),
-    ("MAX", PEAK, START, END, "DAY", HOUR),
     # more windows than MAX_SLOTS, or not on whole minutes
     ("SUM", SUM, START, END, "15MIN", MINUTE),
     ("SUM", SUM, START.replace(second=30), END, "DAY", MINUTE),
@@ -94,3 +94,25 @@ def test_slots_of_cuts_inside_the_range_only():
                     END) is not None
     assert Slots.of([START + timedelta(minutes=m) for m in range(1, MAX_SLOTS + 1)], START,
                     END) is None
+
+
+def test_a_bucketed_meter_cuts_slots_at_its_own_buckets_too():
+    # DAY buckets in Kolkata (18:30 UTC), DAY windows in UTC: both lists of cuts
+    meter = MeterInfo("t", "e", "m", "MAX", "DAY", "NEVER")
+    kolkata = CustomerCalendar("Asia/Kolkata", "")
+    grain = usage_grain("MAX", meter, kolkata, START, START + timedelta(days=3), "DAY", "UTC",
+                        None)
+    assert grain == Slots(tuple(sorted(
+        [START + timedelta(days=d) for d in range(4)]
+        + [datetime(2024, 3, d, 18, 30, tzinfo=UTC) for d in (1, 2, 3)])))
+
+
+def test_hourly_buckets_too_many_to_list_are_cut_every_hour_from_their_origin():
+    # Kathmandu's hours start at :15 UTC (+05:45) all month: 744 buckets, cut by arithmetic
+    slots = meter_bucket_slots("HOUR", "Asia/Kathmandu", None, [DAY_ONE], START, END)
+    assert slots == Slots((START, DAY_ONE, END), (60, datetime(2024, 2, 29, 23, 15, tzinfo=UTC)))
+    # Lord Howe's offset moves by half an hour on April 7: no fixed origin, so no slots
+    assert meter_bucket_slots("HOUR", "Australia/Lord_Howe", None, [], START,
+                              LORD_HOWE_DST_ENDED) is None
+    # MINUTE buckets are minutes
+    assert meter_bucket_slots("MINUTE", "UTC", None, [], START, DAY_ONE) is None
