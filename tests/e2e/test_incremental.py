@@ -47,6 +47,7 @@ COMPARED = {
                        "window_size, window_start",
     "serving_meter_event_values": "tenant_id, environment_id, meter_id, event_id",
     "fct_priced_usage": "tenant_id, environment_id, subscription_id, price_id, period_index",
+    "fct_unmatched_events": "tenant_id, environment_id, event_id",
 }
 
 

@@ -33,6 +33,7 @@
   event  - the row's event id was touched (tenant, environment, event_id);
   minute - the row's customer minute holds a touched event version;
   meter  - the row's meter changed (or was removed);
+  environment - a meter of the row's tenant environment changed (any event may match anew);
   window - the row's window contains a changed minute of its customer;
   customer - the row's customer has any changed minute;
   weighted_customer - a WEIGHTED_SUM row of such a customer (its level carries over).
@@ -48,6 +49,7 @@
                    ['tenant_id', 'environment_id', 'external_customer_id', 'minute_start']),
         'customer': ('int_event_changes', ['tenant_id', 'environment_id', 'external_customer_id']),
         'meter': ('int_changed_meters', ['tenant_id', 'environment_id', 'meter_id']),
+        'environment': ('int_changed_meters', ['tenant_id', 'environment_id']),
         'window': ('int_changed_windows', ['tenant_id', 'environment_id',
                                            'external_customer_id', 'window_size',
                                            'window_start'])} -%}

@@ -1,11 +1,26 @@
-{#- Accepted events that no meter counts, so that nothing disappears silently. -#}
+{{ config(
+    materialized=mh_incremental_materialization(),
+    incremental_strategy='append',
+    pre_hook="{{ mh_delete_changed(['event', 'environment']) }}",
+)}}
+/* depends on {{ ref('int_event_changes') }} */
+/* depends on {{ ref('int_changed_meters') }} */
+{#- Accepted events that no meter counts, so that nothing disappears silently. A batch run
+    rewrites the touched events, and every event of a tenant environment whose meters
+    changed (macros/incremental/incremental.sql). -#}
 with events as (
-    select * from {{ ref('int_events_deduplicated') }}
+    select * from {{ ref('int_events_deduplicated') }} as events
+    {%- if mh_incremental_batch() %}
+    where {{ mh_in_changed_scope(['event', 'environment'], 'events') }}
+    {%- endif %}
 ),
 
 matched_event_ids as (
     select distinct tenant_id, environment_id, event_id
-    from {{ ref('int_meter_events') }}
+    from {{ ref('int_meter_events') }} as meter_events
+    {%- if mh_incremental_batch() %}
+    where {{ mh_in_changed_scope(['event', 'environment'], 'meter_events') }}
+    {%- endif %}
 )
 
 select
