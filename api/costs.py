@@ -612,14 +612,27 @@ def _prefetch_states(warehouse: Warehouse, plans: list[tuple[Meter, LineItemInfo
     states of whole meters come from fct_meter_usage_minutely, one cheap read each."""
     if not selection.needs_events or not plans:
         return {}
-    # by range and kind of grain: minutes, slots, slots cut every n minutes from an origin
-    by_range: dict[tuple, dict[str, Meter]] = defaultdict(dict)
-    cuts: dict[tuple, set[datetime]] = defaultdict(set)
+    # one grain per meter and range (its line items' slots together, or minutes if one of
+    # them needs minutes), then one statement per range and kind of grain: minutes, slots,
+    # slots also cut every n minutes from an origin
+    meters: dict[str, Meter] = {}
+    per_meter: dict[tuple[str, datetime, datetime], Grain] = {}
     for meter, info, _ in plans:
         grain = _cost_grain(meter, info, start, end, instants, *calendar)
+        key = (meter.id, *_state_range(meter, info, start, end))
+        meters[meter.id] = meter
+        seen = per_meter.setdefault(key, grain)
+        if seen is not grain:
+            per_meter[key] = (Slots.of({*seen.bounds, *grain.bounds}, key[1], key[2],
+                                       seen.every)
+                              if isinstance(seen, Slots) and isinstance(grain, Slots)
+                              and seen.every == grain.every else None) or MINUTE_GRAIN
+    by_range: dict[tuple, dict[str, Meter]] = defaultdict(dict)
+    cuts: dict[tuple, set[datetime]] = defaultdict(set)
+    for (meter_id, since, until), grain in per_meter.items():
         sliced = isinstance(grain, Slots)
-        key = (*_state_range(meter, info, start, end), sliced, grain.every if sliced else None)
-        by_range[key][meter.id] = meter
+        key = (since, until, sliced, grain.every if sliced else None)
+        by_range[key][meter_id] = meters[meter_id]
         if sliced:
             cuts[key].update(grain.bounds)
     plain = replace(selection, with_sources=False)  # costs never list sources
