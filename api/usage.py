@@ -12,8 +12,9 @@ Two sources of minute states:
   (`grouped_usage` with a `Selection`); every aggregation type stays exact.
 States are merged in SQL before they reach Python, into slots no answer looks inside
 (`usage_grain`): the query's own windows (`Slots`: a state per window, or one for the whole
-range), or for WEIGHTED_SUM and bucketed MAX, whose values depend on instants inside a window,
-whole UTC hours where every boundary of the query is one (`choose_grain`), else minutes.
+range), cut also at a bucketed MAX meter's own buckets; for WEIGHTED_SUM, whose value
+integrates over time inside a window (or where slots cannot be cut), whole UTC hours where
+every boundary of the query is one (`choose_grain`), else minutes.
 """
 
 from __future__ import annotations
