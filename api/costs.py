@@ -476,12 +476,15 @@ def costs_for(
     meters: dict[str, Meter] | None = None,
     selection: Selection | None = None,
     month_anchor: datetime | None = None,
+    shared: dict[str, tuple[dict[Group, _GroupStates], Grain]] | None = None,
 ) -> CostResult:
     """Costs of `items` for `customer` (usage of `family` folded in) over [start, end).
 
     `meters` are the tenant's meters by id (an item whose meter is missing costs 0),
     `selection` the request's filters and grouping (each item's `key` names its group) and
     `month_anchor` the customer's MONTH anchor, which bucketed meters' MONTH buckets follow.
+    `shared`: per meter, the group states the usage read already covers its line items with
+    (`cost_extents`, `api.usage.prefetch_group_states`), with their grain.
     """
     selection = selection or Selection()
     currency = response_currency(warehouse, principal, customer, start, end)
@@ -507,7 +510,7 @@ def costs_for(
                               for at in (point.start, point.end) if start < at < end)}
     calendar = (customer.timezone, month_anchor)
     prefetched = _prefetch_states(warehouse, plans, customers, start, end, selection, instants,
-                                  calendar)
+                                  calendar, shared or {})
     pricings: dict[tuple[str, Group], list[tuple[LineItemInfo, StatePricing]]] = {}
     for meter, info, wanted in plans:
         since, until = _state_range(meter, info, start, end)
@@ -575,6 +578,27 @@ def _state_range(meter: Meter, info: LineItemInfo, start: datetime, end: datetim
     return _floor_minute(since), _ceil_minute(until)
 
 
+def cost_extents(warehouse: Warehouse, principal: Principal, customer: Customer,
+                 start: datetime, end: datetime, meters: dict[str, Meter]
+                 ) -> dict[str, tuple[datetime, list[datetime]]]:
+    """Per meter priced for `customer` over [start, end) (WEIGHTED_SUM aside, read per
+    minute): from when its line items' costs read states, and the billing period boundaries
+    they cut at. The usage read of an events request widened to these
+    (`api.usage.prefetch_group_states`) also serves the costs."""
+    extents: dict[str, tuple[datetime, list[datetime]]] = {}
+    for info in line_items(warehouse, principal, customer, end):
+        meter = meters.get(info.meter_id)
+        if (meter is None or meter.aggregation_type == "WEIGHTED_SUM"
+                or not any(lo < end and hi > start for lo, hi in info.periods)):
+            continue
+        since, until = _state_range(meter, info, start, end)
+        earlier, cuts = extents.get(meter.id, (since, []))
+        extents[meter.id] = (min(since, earlier),
+                             [*cuts, since, until, *(at for period in info.periods
+                                                     for at in period)])
+    return extents
+
+
 def _cost_grain(meter: Meter, info: LineItemInfo, start: datetime, end: datetime,
                 instants: set[datetime], timezone: str, month_anchor: datetime | None
                 ) -> Grain:
@@ -601,14 +625,16 @@ def _cost_grain(meter: Meter, info: LineItemInfo, start: datetime, end: datetime
 def _prefetch_states(warehouse: Warehouse, plans: list[tuple[Meter, LineItemInfo, set[Group]]],
                      customers: list[str], start: datetime, end: datetime,
                      selection: Selection, instants: set[datetime],
-                     calendar: tuple[str, datetime | None]
+                     calendar: tuple[str, datetime | None],
+                     shared: dict[str, tuple[dict[Group, _GroupStates], Grain]]
                      ) -> dict[tuple[str, datetime, datetime],
                                tuple[dict[Group, _GroupStates], Grain]]:
     """The group states of the per-event reads that `_states_for` would make, with their
     grain, one statement for all the meters that need the same range and kind of grain
     (line items of one subscription usually do; slots are cut at the union of what each
     needs), keyed by (meter id, since, until). `calendar`: the customer's timezone and MONTH
-    anchor. Only when the selection needs events: the
+    anchor. A meter in `shared` whose states cover the range, cut at every instant its line
+    items ask about, is read no more. Only when the selection needs events: the
     states of whole meters come from fct_meter_usage_minutely, one cheap read each."""
     if not selection.needs_events or not plans:
         return {}
@@ -617,9 +643,16 @@ def _prefetch_states(warehouse: Warehouse, plans: list[tuple[Meter, LineItemInfo
     # slots also cut every n minutes from an origin
     meters: dict[str, Meter] = {}
     per_meter: dict[tuple[str, datetime, datetime], Grain] = {}
+    found: dict[tuple[str, datetime, datetime], tuple[dict[Group, _GroupStates], Grain]] = {}
     for meter, info, _ in plans:
         grain = _cost_grain(meter, info, start, end, instants, *calendar)
         key = (meter.id, *_state_range(meter, info, start, end))
+        states, read = shared.get(meter.id, ({}, MINUTE_GRAIN))
+        if (isinstance(grain, Slots) and isinstance(read, Slots) and grain.every == read.every
+                and read.bounds[0] <= key[1] and key[2] <= read.bounds[-1]
+                and set(grain.bounds) <= set(read.bounds)):
+            found[key] = (states, read)
+            continue
         meters[meter.id] = meter
         seen = per_meter.setdefault(key, grain)
         if seen is not grain:
@@ -636,7 +669,6 @@ def _prefetch_states(warehouse: Warehouse, plans: list[tuple[Meter, LineItemInfo
         if sliced:
             cuts[key].update(grain.bounds)
     plain = replace(selection, with_sources=False)  # costs never list sources
-    found: dict[tuple[str, datetime, datetime], tuple[dict[Group, _GroupStates], Grain]] = {}
     for (since, until, sliced, every), group in by_range.items():
         grain = (Slots.of(cuts[(since, until, sliced, every)], since, until, every) if sliced
                  else None) or MINUTE_GRAIN

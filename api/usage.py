@@ -528,7 +528,8 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
                        start: datetime, end: datetime, selection: Selection,
                        kind: str, grain: Grain = MINUTE, meter_ids: Sequence[str] | None = None,
                        distinct_ids: Sequence[str] = (),
-                       latest_ids: Sequence[str] = ()) -> dict[Group, _GroupStates]:
+                       latest_ids: Sequence[str] = (),
+                       sources_from: datetime | None = None) -> dict[Group, _GroupStates]:
     """States of the selected events per group and slot: the same states as
     fct_meter_usage_minutely holds, computed the same way, for the selected events only.
 
@@ -540,7 +541,8 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
 
     One statement reads the states, the distinct values and (`selection.with_sources`) the
     sources: each state row lists the distinct values and sources of its own events, and a
-    group's are the union of its rows' lists."""
+    group's are the union of its rows' lists (of the slots from `sources_from` on, when
+    given: the states read before it serve costs only)."""
     matched, params = _matched_cte(warehouse, meter, customers, start, end, selection, grain,
                                    meter_ids)
     g = _group_columns(selection)
@@ -617,7 +619,7 @@ def fetch_group_states(warehouse: Warehouse, meter: MeterInfo, customers: Sequen
         if values:
             slot = _ts(state[1])
             distinct[tuple(key_values)].update((slot, value) for value in values)
-        if sources:
+        if sources and (sources_from is None or _ts(state[1]) >= sources_from):
             groups[tuple(key_values)].sources.update(sources)
     for key, values in distinct.items():
         groups[key].distinct = sorted(values)
@@ -947,31 +949,60 @@ def grouped_usage(
 def prefetch_group_states(warehouse: Warehouse, meters: Sequence[MeterInfo],
                           customers: Sequence[str], start: datetime, end: datetime,
                           window: str | None, timezone: str, anchor: datetime | None,
-                          selection: Selection) -> dict[str, dict[Group, _GroupStates]]:
+                          selection: Selection,
+                          extents: dict[str, tuple[datetime, list[datetime]]] | None = None,
+                          shared: dict[str, tuple[dict[Group, _GroupStates], Grain]] | None = None
+                          ) -> dict[str, dict[Group, _GroupStates]]:
     """The group states `grouped_usage` reads for each of several meters of one tenant
     environment (with their own aggregation, `selection` needing events), in one statement
     per grain instead of one or more per meter. WEIGHTED_SUM meters are left out (their
-    levels are read per customer)."""
+    levels are read per customer).
+
+    `extents` (meter id: (since, cuts), `api.costs.cost_extents`) widens a meter's read to
+    start at `since` and cuts its slots also at `cuts`, so that the same states price its
+    line items: those meters' states and grain go into `shared` for `costs_for`, which then
+    reads nothing more for them. A meter whose widened slots cannot be cut keeps its own read.
+    """
     customers = list(dict.fromkeys(customers))
     if not selection.needs_events or not customers:
         return {}
-    by_grain: dict[Grain, list[MeterInfo]] = defaultdict(list)
+    extents = extents or {}
+    by_grain: dict[tuple[Grain, datetime], list[MeterInfo]] = defaultdict(list)
     for meter in dict.fromkeys(meters):
         if meter.aggregation_type == "WEIGHTED_SUM":
             continue
         calendar = customer_calendar(warehouse, meter, customers[0])
-        by_grain[usage_grain(meter.aggregation_type, meter, calendar, start, end, window,
-                             timezone, anchor)].append(meter)
+        kind = meter.aggregation_type
+        grain: Grain | None = None
+        since, cuts = extents.get(meter.meter_id, (start, []))
+        if meter.meter_id in extents:
+            since = min(since, start)
+            cuts = [*window_cuts(since, end, window, timezone, anchor), start, *cuts]
+            if kind == "MAX" and meter.bucket_size:
+                grain = meter_bucket_slots(
+                    meter.bucket_size, calendar.timezone,
+                    windows.anchor_from_key(calendar.month_anchor_key, calendar.timezone),
+                    cuts, since, end)
+            else:
+                grain = Slots.of(cuts, since, end)
+        if grain is None:
+            since = start
+            grain = usage_grain(kind, meter, calendar, start, end, window, timezone, anchor)
+        by_grain[(grain, since)].append(meter)
     found: dict[str, dict[Group, _GroupStates]] = {}
-    for grain, group in by_grain.items():
+    for (grain, since), group in by_grain.items():
         ids = [m.meter_id for m in group]
         distinct = [m.meter_id for m in group if m.aggregation_type == "COUNT_UNIQUE"]
         latest = [m.meter_id for m in group if m.aggregation_type == "LATEST"]
         found.update({meter_id: {} for meter_id in ids})
-        states = fetch_group_states(warehouse, group[0], customers, start, end, selection, "",
-                                    grain, ids, distinct, latest)
+        states = fetch_group_states(warehouse, group[0], customers, since, end, selection, "",
+                                    grain, ids, distinct, latest, sources_from=start)
         for key, data in states.items():
             found[key[0]][key[1:]] = data
+        if shared is not None and isinstance(grain, Slots):
+            for meter_id in ids:
+                if meter_id in extents:
+                    shared[meter_id] = (found[meter_id], grain)
     return found
 
 

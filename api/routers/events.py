@@ -16,7 +16,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api import lookups
-from api.costs import ItemCost, ItemUsage, costs_for
+from api.costs import ItemCost, ItemUsage, cost_extents, costs_for
 from api.deps import Principal, PrincipalDep, SettingsDep, WarehouseDep
 from api.encoding import decimal_text, display_text, rfc3339
 from api.errors import ERROR_RESPONSES, bad_request, not_found
@@ -142,8 +142,12 @@ def get_usage_analytics(
 
     customers = [c.external_id for c in family]
     wanted = [meters[f.meter_id] for f in features if f.meter_id in meters]
-    prefetched = prefetch_group_states(warehouse, [m.info() for m in wanted], customers, start,
-                                       end, window, customer.timezone, anchor, selection)
+    # one read per grain serves the usage and, widened to their billing periods, the costs
+    shared: dict = {}
+    prefetched = prefetch_group_states(
+        warehouse, [m.info() for m in wanted], customers, start, end, window, customer.timezone,
+        anchor, selection, cost_extents(warehouse, principal, customer, start, end, meters),
+        shared)
     usage_by_meter: dict[str, dict[tuple[str, ...], Usage]] = {}
     items: list[ItemUsage] = []
     for feature in features:
@@ -161,7 +165,7 @@ def get_usage_analytics(
                 items.append(ItemUsage(feature, group, usage, key))
 
     costs = costs_for(warehouse, principal, customer, family, start, end, window, items, expand,
-                      meters=meters, selection=selection, month_anchor=anchor)
+                      meters=meters, selection=selection, month_anchor=anchor, shared=shared)
     priced = list(zip(items, costs.items, strict=True)) + costs.extra_items
     response = GetUsageAnalyticsResponse(
         currency=costs.currency,

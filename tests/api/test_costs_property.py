@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api import lookups
-from api.costs import ItemUsage, costs_for
+from api.costs import ItemUsage, cost_extents, costs_for
 from api.deps import Principal
-from api.usage import Dimension, Point, Selection, Usage
+from api.usage import Dimension, Point, Selection, Usage, prefetch_group_states
 from models import pricing, windows
 from models import reference as ref
 from orchestration.warehouse import Warehouse, WarehouseConfig
@@ -69,6 +69,19 @@ def check_costs(warehouse: Warehouse, case: Case, until: datetime, customer_id: 
              for meter_id in sorted({item.meter.meter_id for item, _ in priced})]
     got = costs_for(warehouse, principal, customer, [customer], lo, hi, None, items, set(),
                     meters=meters, selection=selection, month_anchor=anchor)
+    if selection is not None:
+        # the same costs from the usage read widened to the line items' periods, as an events
+        # request reads them (its windows' boundaries here: the points')
+        extents = {meter_id: (since, [*at, *bounds]) for meter_id, (since, at)
+                   in cost_extents(warehouse, principal, customer, lo, hi, meters).items()}
+        shared: dict = {}
+        prefetch_group_states(warehouse, [meters[m].info() for m in extents], [customer_id], lo,
+                              hi, None, customer.timezone, anchor, selection, extents, shared)
+        again = costs_for(warehouse, principal, customer, [customer], lo, hi, None, items,
+                          set(), meters=meters, selection=selection, month_anchor=anchor,
+                          shared=shared)
+        assert [(c.total_cost, c.point_costs) for c in again.items] == [
+            (c.total_cost, c.point_costs) for c in got.items], (case.tenant_id, customer_id)
     for item, cost in zip(items, got.items, strict=True):
         mine = [p for li, p in priced if li.meter.meter_id == item.feature.meter_id
                 and any(a < hi and b > lo for a, b in li.periods)]
