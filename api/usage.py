@@ -736,17 +736,22 @@ def usage_grain(kind: str, meter: MeterInfo, calendar: CustomerCalendar, start: 
     reads minutes or hours (`choose_grain`), and so does any answer whose slots would be too
     many or not on whole minutes."""
     if kind != "WEIGHTED_SUM":
-        cuts = window_cuts(start, end, window, timezone, anchor)
-        if kind == "MAX" and meter.bucket_size:
-            slots = meter_bucket_slots(
-                meter.bucket_size, calendar.timezone,
-                windows.anchor_from_key(calendar.month_anchor_key, calendar.timezone),
-                cuts, start, end)
-        else:
-            slots = Slots.of(cuts, start, end)
+        slots = _cut_slots(kind, meter, calendar,
+                           window_cuts(start, end, window, timezone, anchor), start, end)
         if slots is not None:
             return slots
     return choose_grain(kind, meter, calendar, start, end, window, timezone, anchor)
+
+
+def _cut_slots(kind: str, meter: MeterInfo, calendar: CustomerCalendar,
+               cuts: list[datetime], start: datetime, end: datetime) -> Slots | None:
+    """Slots over [start, end) cut at `cuts`, and at a bucketed MAX meter's own buckets."""
+    if kind == "MAX" and meter.bucket_size:
+        return meter_bucket_slots(
+            meter.bucket_size, calendar.timezone,
+            windows.anchor_from_key(calendar.month_anchor_key, calendar.timezone),
+            cuts, start, end)
+    return Slots.of(cuts, start, end)
 
 
 # --------------------------------------------------------------------------------------------
@@ -978,13 +983,7 @@ def prefetch_group_states(warehouse: Warehouse, meters: Sequence[MeterInfo],
         if meter.meter_id in extents:
             since = min(since, start)
             cuts = [*window_cuts(since, end, window, timezone, anchor), start, *cuts]
-            if kind == "MAX" and meter.bucket_size:
-                grain = meter_bucket_slots(
-                    meter.bucket_size, calendar.timezone,
-                    windows.anchor_from_key(calendar.month_anchor_key, calendar.timezone),
-                    cuts, since, end)
-            else:
-                grain = Slots.of(cuts, since, end)
+            grain = _cut_slots(kind, meter, calendar, cuts, since, end)
         if grain is None:
             since = start
             grain = usage_grain(kind, meter, calendar, start, end, window, timezone, anchor)
