@@ -192,7 +192,8 @@ def billing_periods(
     short months, read to the minute. Without an anchor the series starts at 1970-01-01 00:00
     local (1970-01-05, a Monday, for WEEKLY): calendar months, quarters, half years, years,
     days and ISO weeks. An ambiguous boundary takes its first occurrence; one inside a DST gap
-    takes the transition instant.
+    takes the transition instant, and a period whose whole wall time the zone skipped (a day
+    dropped at the date line) is left out.
     """
     span_start, span_end = _as_utc(span_start), _as_utc(span_end)
     if span_start >= span_end:
@@ -213,7 +214,9 @@ def billing_periods(
         index += 1
     periods: list[tuple[datetime, datetime]] = []
     while (begin := start_of(index)) < span_end:
-        periods.append((begin, start_of(index + 1)))
+        end = start_of(index + 1)
+        if end > begin:  # a local day the zone skipped (Apia's 2011-12-30) is no period
+            periods.append((begin, end))
         index += 1
     return periods
 

@@ -596,3 +596,12 @@ def test_billing_periods_cover_the_span(tz, anchor, start, days, period, count):
     assert periods[0][0] <= start < periods[0][1]
     assert periods[-1][0] < end <= periods[-1][1]
     assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(periods, periods[1:], strict=False))
+
+
+def test_a_day_the_zone_skipped_is_no_billing_period():
+    # Samoa moved across the date line: Apia's local 2011-12-30 never happened
+    periods = billing_periods(None, "Pacific/Apia", datetime(2011, 12, 28, 12, tzinfo=UTC),
+                              datetime(2012, 1, 2, tzinfo=UTC), period="DAILY")
+    assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(periods, periods[1:], strict=False))
+    assert periods[0][0] <= datetime(2011, 12, 28, 12, tzinfo=UTC) < periods[0][1]
+    assert len(periods) == 5  # the local days Dec 28, 29 and 31, Jan 1 and 2
