@@ -19,9 +19,7 @@ with events as (
         {{ mh_changed('event', 'events') if mh_incremental_batch() else 'true' }} as event_changed
     from {{ ref('int_events_deduplicated') }} as events
     {%- if mh_incremental_batch() %}
-    where {{ mh_changed('event', 'events') }}
-        or (events.tenant_id, events.environment_id) in (
-            select tenant_id, environment_id from {{ ref('int_changed_meters') }})
+    where {{ mh_in_changed_scope(['event', 'environment'], 'events') }}
     {%- endif %}
 ),
 
