@@ -284,13 +284,11 @@ class Warehouse:
             return
         cols = ", ".join(f'"{c}"' for c in data.column_names)
         if self.is_duckdb:
-            self._conn.register("_mh_append", data)
-            try:
-                self._conn.execute(
-                    f"insert into {self.table(name)} ({cols}) select {cols} from _mh_append"
-                )
-            finally:
-                self._conn.unregister("_mh_append")
+            # A relation's own name, not register(): a view registered and dropped inside a
+            # transaction keeps its Arrow data alive until the commit, so one ingest held
+            # every chunk it wrote (6 GB at 10M events).
+            insert = f"insert into {self.table(name)} ({cols}) select {cols} from _mh_append"
+            self._conn.from_arrow(data).query("_mh_append", insert)
             return
         import pyarrow.csv as pacsv
 

@@ -936,3 +936,26 @@ def test_fast_paths_store_what_the_careful_paths_store(
         report = ingest(careful, landing)
     check_counts(careful, report)
     assert _raw_contents(fast) == _raw_contents(careful)
+
+
+def test_a_chunk_written_inside_the_transaction_is_not_kept_until_the_commit(
+    duckdb_config: WarehouseConfig,
+) -> None:
+    """Ingest writes every chunk inside one transaction; the Arrow data of a written chunk
+    must be free to go before the commit, or the run holds all it wrote (it held 6 GB at 10M
+    events when append_arrow registered a view per chunk)."""
+    import gc
+    import weakref
+
+    with Warehouse(duckdb_config) as wh:
+        ensure_raw_tables(wh)
+        with wh.transaction():
+            chunk = pa.table({"tenant_id": [T], "environment_id": [E], "source_file": ["a"],
+                              "source_line": pa.array([1], pa.int64()), "reason": ["r"],
+                              "rejected_at": [datetime(2024, 1, 1, tzinfo=UTC)]})  # fmt: skip
+            written = weakref.ref(chunk)
+            wh.append_arrow("raw_event_rejects", chunk)
+            del chunk
+            gc.collect()
+            assert written() is None
+        assert wh.query('select count(*) from "main".raw_event_rejects') == [(1,)]
