@@ -34,9 +34,11 @@ reader may look for:
   DuckDB's JSON reader, which also tolerates trailing commas; what is stored is strict JSON.
   A duplicate key *inside* properties is not looked for (it costs a second parse of every
   line); DuckDB would read the first and Postgres jsonb the last.
-- Content hash: sha256 of the length-prefixed event_name, external_customer_id,
+- Content hash: md5 of the length-prefixed event_name, external_customer_id,
   customer_id, source, UTC epoch microseconds and compact properties; so the same event sent
   with another UTC offset, other whitespace or in another format is an identical re-send.
+  It is only ever compared between versions of one event id, where md5 is ample; it is half
+  the cost of the sha256 that versions stored before 2026-11-27 hold, and still match by.
 - CSV: a header row is required; columns beyond the event fields become string properties
   (`x` or `properties.x` → property `x`; an empty cell adds nothing; a key also present in
   the `properties` column rejects the row); a header without a required column rejects every
@@ -576,12 +578,22 @@ def _checks() -> list[tuple[str, str]]:
     return checks
 
 
-def _content_hash_input(columns: tuple[str, ...]) -> str:
-    """An unambiguous text of the normalised content: each part prefixed with its length in
-    bytes, '-' for NULL, the timestamp as UTC microseconds since the epoch."""
+def _content_text(prefix: str = "") -> str:
+    """An unambiguous text of the normalised content of a checked row (columns of
+    `validated`, or of raw_events with `prefix`): each part prefixed with its length in bytes,
+    '-' for NULL, the timestamp as UTC microseconds since the epoch."""
+    columns = [f"{prefix}{c}" for c in ("event_name", "external_customer_id", "customer_id",
+                                         "source", "event_timestamp", "properties")]  # fmt: skip
+    columns[4] = f"epoch_us({columns[4]})::varchar"
     # one concat() call: chained || would build an intermediate string per operator
     parts = [f"coalesce(strlen({c})::varchar || ':', '-'), {c}" for c in columns]
     return f"concat({', '.join(parts)})"
+
+
+# The content hash of a version: md5 of `_content_text` (32 hex digits). Versions stored before
+# 2026-11-27 hold the sha256 (64 hex digits) of the same text; a row is compared with such a
+# version by its sha256, so a re-send of an old event is still an identical re-send.
+LEGACY_HASH_LENGTH = 64
 
 
 _VALIDATED_DDL = """
@@ -603,10 +615,6 @@ def _validate_into(candidates_sql: str) -> str:
         "case when contains(ts_text, 't') or contains(ts_text, 'z') "
         "then upper(ts_text) else ts_text end"
     )
-    content = _content_hash_input((
-        "event_name", "external_customer_id", "customer_id", "source",
-        "epoch_us(event_timestamp)::varchar", "properties",
-    ))  # fmt: skip
     return f"""
 insert into validated
 with candidates as (
@@ -634,7 +642,7 @@ select file_no, line_no, path_tenant, path_env, reason,
     case when reason is not null then regexp_replace(raw_line, '[\\r\\n]+$', '') end,
     event_id, event_name, external_customer_id, customer_id, source, event_timestamp,
     properties,
-    case when reason is null then sha256({content}) end
+    case when reason is null then md5({_content_text()}) end
 from checked
 """
 
@@ -1045,17 +1053,23 @@ where validated.file_no = rejected.file_no and validated.line_no = rejected._mh_
         )[0][0]
         source_file = "[" + ", ".join(_lit(f.source_file) for f in self.files) + "][file_no + 1]"
         at = f"{_lit(self.ingested_at.isoformat())}::timestamptz"
+        # Sorted by a parallel sort and numbered in Arrow: a window over the whole chunk
+        # (row_number() over (order by ...)) runs on one thread.
         events = db.sql(
             f"""
 select tenant_id, environment_id, event_id, event_name, external_customer_id, customer_id,
     source, event_timestamp, properties,
-    {int(base_seq)} + row_number() over (order by v.file_no, v.line_no) as ingest_seq,
     {at} as ingested_at, {source_file} as source_file, v.line_no as source_line, content_hash
 from validated v anti join _mh_duplicate_rows d on d.file_no = v.file_no and d.line_no = v.line_no
 where v.reason is null
+order by v.file_no, v.line_no
 """
         ).to_arrow_table(self.ARROW_BATCH_ROWS)
-        warehouse.append_arrow(RAW_EVENTS, events)
+        first_seq = int(base_seq) + 1
+        events = events.append_column(
+            "ingest_seq", pa.array(np.arange(first_seq, first_seq + events.num_rows), pa.int64())
+        )
+        warehouse.append_arrow(RAW_EVENTS, events, keep_order=False)
         del events
         rejects = db.sql(
             f"""
@@ -1086,16 +1100,14 @@ group by v.file_no""").fetchall()  # fmt: skip
         rows."""
         db = self.db
         db.register("_mh_prior", _latest_versions(warehouse, db))
+        same_as_prior = f"""(case when length(p.content_hash) = {LEGACY_HASH_LENGTH}
+            then p.content_hash = sha256({_content_text("a.")})
+            else p.content_hash = a.content_hash end)"""
         if self.snapshot:
-            duplicate = (
-                "lead(a.line_no) over w is not null "
-                "or coalesce(p.content_hash = a.content_hash, false)"
-            )
+            duplicate = f"lead(a.line_no) over w is not null or coalesce({same_as_prior}, false)"
         else:
-            duplicate = (
-                "coalesce(coalesce(lag(a.content_hash) over w, p.content_hash) "
-                "= a.content_hash, false)"
-            )
+            duplicate = f"""coalesce(case when lag(a.content_hash) over w is not null
+                then lag(a.content_hash) over w = a.content_hash else {same_as_prior} end, false)"""
         db.execute(
             f"""
 create table _mh_duplicate_rows as
@@ -1106,8 +1118,7 @@ with contested as (
     select tenant_id, environment_id, event_id from _mh_prior
 ),
 candidates as (
-    select a.file_no, a.line_no, a.tenant_id, a.environment_id, a.event_id, a.content_hash
-    from validated a semi join contested c
+    select a.* from validated a semi join contested c
         on c.tenant_id = a.tenant_id and c.environment_id = a.environment_id
         and c.event_id = a.event_id
     where a.reason is null
@@ -1144,38 +1155,33 @@ def _files_table(reports: list[FileReport], batch_id: str, ingested_at: datetime
 
 def _latest_versions(warehouse: Warehouse, db: duckdb.DuckDBPyConnection) -> pa.Table:
     """(tenant_id, environment_id, event_id, content_hash) of the latest stored version of
-    every id accepted in this batch. The ids go to a work table inside the transaction."""
+    every id accepted in this batch."""
     empty = pa.table({name: pa.array([], pa.string()) for name in
                       ("tenant_id", "environment_id", "event_id", "content_hash")})  # fmt: skip
     if not warehouse.query(f"select 1 from {warehouse.table(RAW_EVENTS)} limit 1"):
         return empty
     keys = db.sql(
-        "select distinct tenant_id, environment_id, event_id from validated where reason is null"
+        "select tenant_id, environment_id, event_id from validated where reason is null"
     ).to_arrow_table()
     if keys.num_rows == 0:
         return empty
-    work = f"_mh_ingest_keys_{uuid.uuid4().hex[:12]}"
-    warehouse.execute(
-        f"create table {warehouse.table(work)} "
-        "(tenant_id varchar, environment_id varchar, event_id varchar)"
-    )
-    warehouse.append_arrow(work, keys)
-    latest = warehouse.query_arrow(
+    return warehouse.query_arrow_over(
+        keys,
         f"""
 select tenant_id, environment_id, event_id, content_hash from (
     select r.tenant_id, r.environment_id, r.event_id, r.content_hash,
         row_number() over (partition by r.tenant_id, r.environment_id, r.event_id
                            order by r.ingest_seq desc) as version_rank
     from {warehouse.table(RAW_EVENTS)} r
-    join {warehouse.table(work)} k
-        on k.tenant_id = r.tenant_id and k.environment_id = r.environment_id
-        and k.event_id = r.event_id
+    where exists (
+        select 1 from {{data}} k
+        where k.tenant_id = r.tenant_id and k.environment_id = r.environment_id
+            and k.event_id = r.event_id
+    )
 ) versions
 where version_rank = 1
-"""
+""",
     )
-    warehouse.execute(f"drop table {warehouse.table(work)}")
-    return latest
 
 
 # -- file readers ----------------------------------------------------------------------------

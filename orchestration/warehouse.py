@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Any
 import pyarrow as pa
 
 DEFAULT_DUCKDB_PATH = "warehouse/meterhouse.duckdb"
+# Column types of the work tables of `query_arrow_over`, by Arrow type.
+_WORK_COLUMN_TYPES = {pa.string(): "varchar", pa.int64(): "bigint"}
 DEFAULT_SPARK_WAREHOUSE = "warehouse/spark"
 
 
@@ -222,6 +225,22 @@ class Warehouse:
             ),
         )
 
+    def query_arrow_over(self, data: pa.Table, sql: str) -> pa.Table:
+        """`query_arrow` of `sql`, which reads the rows of `data` as the table `{data}`: on
+        DuckDB straight from Arrow, elsewhere from a work table written for the query (in
+        the current transaction, dropped after it)."""
+        if self.is_duckdb:
+            query = sql.replace("{data}", "_mh_data")
+            return self._conn.from_arrow(data).query("_mh_data", query).to_arrow_table()
+        work = f"_mh_work_{uuid.uuid4().hex[:12]}"
+        types = ", ".join(f'"{f.name}" {_WORK_COLUMN_TYPES[f.type]}' for f in data.schema)
+        self.execute(f"create table {self.table(work)} ({types})")
+        try:
+            self.append_arrow(work, data)
+            return self.query_arrow(sql.replace("{data}", self.table(work)))
+        finally:
+            self.execute(f"drop table {self.table(work)}")
+
     @property
     def ph(self) -> str:
         """The parameter placeholder of this engine."""
@@ -275,8 +294,10 @@ class Warehouse:
             self._conn.commit()
 
     # -- bulk writes --------------------------------------------------------------------------
-    def append_arrow(self, name: str, data: pa.Table) -> None:
-        """Append an Arrow table to an existing table with the same column names."""
+    def append_arrow(self, name: str, data: pa.Table, keep_order: bool = True) -> None:
+        """Append an Arrow table to an existing table with the same column names.
+        `keep_order=False`: the rows may be stored in any order (DuckDB writes them faster,
+        in parallel); for tables whose rows carry their order, like raw_events."""
         if data.num_rows == 0:
             return
         if self.is_spark:
@@ -288,7 +309,14 @@ class Warehouse:
             # transaction keeps its Arrow data alive until the commit, so one ingest held
             # every chunk it wrote (6 GB at 10M events).
             insert = f"insert into {self.table(name)} ({cols}) select {cols} from _mh_append"
-            self._conn.from_arrow(data).query("_mh_append", insert)
+            if keep_order:
+                self._conn.from_arrow(data).query("_mh_append", insert)
+                return
+            self._conn.execute("set session preserve_insertion_order = false")
+            try:
+                self._conn.from_arrow(data).query("_mh_append", insert)
+            finally:
+                self._conn.execute("reset session preserve_insertion_order")
             return
         import pyarrow.csv as pacsv
 

@@ -7,9 +7,11 @@ and from plain Python parsing of the same inputs, never from the code under test
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,18 @@ def ingest(config: WarehouseConfig, landing: Path) -> IngestReport:
 def rows(config: WarehouseConfig, sql: str) -> list[tuple]:
     with Warehouse(config) as warehouse:
         return warehouse.query(sql.format(s=warehouse.schema))
+
+
+def content_hash(stored: dict[str, Any], digest: Callable[[bytes], Any]) -> str:
+    """The rule (docs/ARCHITECTURE.md "Raw tables"): a digest of the length-prefixed name,
+    customer ids, source, UTC epoch microseconds and properties, '-' for NULL."""
+    epoch_us = (stored["event_timestamp"] - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+        microseconds=1
+    )
+    parts = [stored["event_name"], stored["external_customer_id"], stored["customer_id"],
+             stored["source"], str(epoch_us), stored["properties"]]  # fmt: skip
+    text = "".join("-" if p is None else f"{len(p.encode())}:{p}" for p in parts)
+    return digest(text.encode()).hexdigest()
 
 
 def events(config: WarehouseConfig) -> list[dict[str, Any]]:
@@ -181,7 +195,7 @@ def test_accepted_event_is_stored_normalised(duckdb_config, landing) -> None:
     assert (got[1]["customer_id"], got[1]["source"], got[1]["properties"]) == (None, None, "{}")
     assert got[2]["properties"] == "{}"
     assert got[2]["event_timestamp"] == datetime(2024, 1, 1, 4, 30, 0, 500000, tzinfo=UTC)
-    assert all(len(e["content_hash"]) == 64 for e in got)
+    assert [e["content_hash"] for e in got] == [content_hash(e, hashlib.md5) for e in got]
     check_counts(duckdb_config, report)
 
 
@@ -522,11 +536,11 @@ def test_a_failed_run_leaves_nothing_and_the_next_run_redoes_it(
     write(landing, "a.jsonl", jsonl(event("e1"), "bad"))
     calls = []
 
-    def failing_append(self, name, data):
+    def failing_append(self, name, data, **options):
         calls.append(name)
         if name == "raw_ingested_files":
             raise RuntimeError("disk full")
-        return original(self, name, data)
+        return original(self, name, data, **options)
 
     original = Warehouse.append_arrow
     monkeypatch.setattr(Warehouse, "append_arrow", failing_append)
@@ -959,3 +973,41 @@ def test_a_chunk_written_inside_the_transaction_is_not_kept_until_the_commit(
             gc.collect()
             assert written() is None
         assert wh.query('select count(*) from "main".raw_event_rejects') == [(1,)]
+
+
+@pytest.mark.parametrize(
+    "config_fixture", ["duckdb_config", pytest.param("pg_config", marks=pytest.mark.postgres)]
+)
+def test_versions_stored_with_a_sha256_still_match_their_re_sends(
+    config_fixture: str, request: pytest.FixtureRequest, landing: Path
+) -> None:
+    """Versions stored before 2026-11-27 hold the sha256 of the content; a re-send of the same
+    content is still an identical re-send, a changed one a new version (landing files and
+    warehouse tables alike)."""
+    config = request.getfixturevalue(config_fixture)
+    write(landing, "a.jsonl", jsonl(event("same"), event("changed"), event("chunk")))
+    ingest(config, landing)
+    with Warehouse(config) as warehouse:
+        for stored in events(config):
+            warehouse.execute(
+                f"update {warehouse.table('raw_events')} set content_hash = {warehouse.ph} "
+                f"where event_id = {warehouse.ph}",
+                [content_hash(stored, hashlib.sha256), stored["event_id"]],
+            )
+        warehouse.commit()
+    write(landing, "b.jsonl", jsonl(
+        event("same", timestamp="2024-03-01T11:00:00+01:00"),  # the same instant
+        event("changed", properties={"method": "POST"}),
+        event("chunk"), event("chunk"),  # a re-send twice in one chunk
+    ))  # fmt: skip
+    report = ingest(config, landing)
+    assert (report.accepted, report.stored, report.duplicates) == (4, 1, 3)
+    (new_version,) = [e for e in events(config) if e["ingest_seq"] > 3]
+    assert new_version["event_id"] == "changed"
+    assert new_version["content_hash"] == content_hash(new_version, hashlib.md5)
+    check_counts(config, report)
+    with Warehouse(config) as warehouse:
+        _source_table(warehouse, [(T, E, "same", "api_request", "cust_1", None, None,
+                                   datetime(2024, 3, 1, 10, tzinfo=UTC), '{"method": "GET"}')])
+        table = ingest_table(warehouse, "app_events")
+    assert (table.accepted, table.stored, table.duplicates) == (1, 0, 1)
