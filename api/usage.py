@@ -303,21 +303,45 @@ class Slots:
 Grain = str | Slots
 
 
-def _slot(warehouse: Warehouse, grain: Grain) -> str:
+# More `Slots` bounds than this: DuckDB finds a row's slot by an ASOF join on the bounds (one
+# bound parameter) instead of a `case` with a branch per bound. Planning such a `case` costs
+# about 0.1 ms a branch (15 ms at 168 hourly bounds, 2.5 ms as a join) and evaluating it grows
+# with the bounds (200k rows: 57 ms at 168 bounds, 35 ms joined); below it the `case` is cheaper.
+ASOF_BOUNDS = 16
+
+
+@dataclass(frozen=True)
+class SlotSql:
+    """How a statement reads each row's slot: `expression` (over the row's `minute_start`),
+    `join` to write right after the table it reads (or ''), and the join's parameters."""
+
+    expression: str
+    join: str = ""
+    params: tuple[Any, ...] = ()
+
+
+def _slot(warehouse: Warehouse, grain: Grain) -> SlotSql:
     """The slot a minute's states are merged into: the minute itself, its UTC hour, or the
     last of the `Slots` bounds at or before it (its rows never lie outside the bounds), or
     the start of its `every` cut if that is later."""
     if not isinstance(grain, Slots):
-        return "minute_start" if grain == MINUTE else "date_trunc('hour', minute_start)"
-    starts = [f"cast('{at.isoformat()}' as timestamptz)" for at in grain.bounds[:-1]]
-    whens = "".join(f"when minute_start >= {at} then {at} " for at in reversed(starts[1:]))
-    slot = f"(case {whens}else {starts[0]} end)" if whens else starts[0]
-    if grain.every is None:
-        return slot
-    minutes, origin = grain.every
-    binned = "time_bucket" if warehouse.is_duckdb else "date_bin"
-    return (f"greatest({slot}, {binned}(interval '{int(minutes)} minutes', minute_start, "
-            f"cast('{origin.isoformat()}' as timestamptz)))")
+        return SlotSql("minute_start" if grain == MINUTE else "date_trunc('hour', minute_start)")
+    starts = grain.bounds[:-1]
+    join: tuple[str, tuple[Any, ...]] = ("", ())
+    if warehouse.is_duckdb and len(starts) > ASOF_BOUNDS:
+        slot = "slot_bounds.slot_start"
+        join = (" asof join (select unnest(?::timestamptz[]) as slot_start) as slot_bounds "
+                "on minute_start >= slot_bounds.slot_start", (list(starts),))
+    else:
+        literals = [f"cast('{at.isoformat()}' as timestamptz)" for at in starts]
+        whens = "".join(f"when minute_start >= {at} then {at} " for at in reversed(literals[1:]))
+        slot = f"(case {whens}else {literals[0]} end)" if whens else literals[0]
+    if grain.every is not None:
+        minutes, origin = grain.every
+        binned = "time_bucket" if warehouse.is_duckdb else "date_bin"
+        slot = (f"greatest({slot}, {binned}(interval '{int(minutes)} minutes', minute_start, "
+                f"cast('{origin.isoformat()}' as timestamptz)))")
+    return SlotSql(slot, *join)
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,6 +358,7 @@ def fetch_states(warehouse: Warehouse, meter: MeterInfo, customer: str | Sequenc
              f"and minute_start >= {p} and minute_start < {p}")
     params = [meter.tenant_id, meter.environment_id, meter.meter_id, *customers, start, end]
     table = warehouse.table("fct_meter_usage_minutely")
+    slot = _slot(warehouse, grain)
     ts, dec = (lambda e: _out_ts(warehouse, e)), (lambda e: _out_dec(warehouse, e))
     if grain == MINUTE:
         sql = (f"select group_value, {ts('minute_start')}, event_count, value_count, text_count, "
@@ -342,7 +367,9 @@ def fetch_states(warehouse: Warehouse, meter: MeterInfo, customer: str | Sequenc
                f"{dec('latest_value')} from {table} {where} order by minute_start")
     else:  # merge the minutes of each slot; no weighted moment (WEIGHTED_SUM stays per minute)
         latest = "case when latest_rank = 1 then {} end"
-        sql = (f"with slots as (select *, {_slot(warehouse, grain)} as slot from {table} {where}), "
+        params = [*slot.params, *params]
+        sql = (f"with slots as (select *, {slot.expression} as slot from {table}{slot.join} "
+               f"{where}), "
                "ranked as (select *, row_number() over (partition by group_value, slot order by "
                "case when latest_timestamp is null then 0 else 1 end desc, "
                "latest_timestamp desc, latest_ingest_seq desc, latest_event_id desc) "
@@ -363,13 +390,15 @@ def fetch_distinct_values(warehouse: Warehouse, meter: MeterInfo, customer: str 
     p, customers = warehouse.ph, _customers(customer)
     table = "fct_meter_distinct_values_minutely"
     rows_sql = series_rows(warehouse, table, meter, customers)
+    slot = _slot(warehouse, grain)
     rows = warehouse.query(
-        f"select distinct {_out_ts(warehouse, _slot(warehouse, grain))}, value_text "
-        f"from {warehouse.table(table)} "
+        f"select distinct {_out_ts(warehouse, slot.expression)}, value_text "
+        f"from {warehouse.table(table)}{slot.join} "
         f"where {rows_sql}tenant_id = {p} and environment_id = {p} and meter_id = {p} "
         f"and external_customer_id in {_in_list(warehouse, customers)} "
         f"and minute_start >= {p} and minute_start < {p}",
-        [meter.tenant_id, meter.environment_id, meter.meter_id, *customers, start, end],
+        [*slot.params, meter.tenant_id, meter.environment_id, meter.meter_id, *customers,
+         start, end],
     )
     return [(_ts(slot), value) for slot, value in rows]
 
@@ -481,9 +510,10 @@ def _matched_cte(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str
             "value_text", "group_value", "event_source"]
     if meter_ids is not None:
         base.append("meter_id")
-    extracted = (f"extracted as (select {', '.join(base)}, {_slot(warehouse, grain)} as slot, "
+    slot = _slot(warehouse, grain)
+    extracted = (f"extracted as (select {', '.join(base)}, {slot.expression} as slot, "
                  f"{', '.join(extract_sql)} "
-                 f"from {warehouse.table('serving_meter_event_values')} "
+                 f"from {warehouse.table('serving_meter_event_values')}{slot.join} "
                  f"where {' and '.join(where)})")
     canonical = [f"{_canonical_sql(warehouse, key[name])} as c{key[name]}" for name in names]
     dims = []
@@ -500,7 +530,7 @@ def _matched_cte(warehouse: Warehouse, meter: MeterInfo, customers: Sequence[str
     matched = (f"matched as (select {', '.join([*base, 'slot', *dims])} from canonical"
                + (f" where {' and '.join(filters)})" if filters else ")"))
     return (f"{extracted}, {canonicalised}, {matched}",
-            extract_params + where_params + filter_params)
+            extract_params + list(slot.params) + where_params + filter_params)
 
 
 def _group_columns(selection: Selection) -> str:

@@ -93,18 +93,21 @@ def test_meterhouse_serve_on_postgres(pg_warehouse, expected):
         assert http.get("/v1/meters", headers=acme()).json()["pagination"]["total"] == 7
 
 
-def test_slots_cut_every_n_minutes_alike_on_duckdb_and_postgres(pg_warehouse, tmp_path):
+@pytest.mark.parametrize("days", [[], list(range(2, 30))], ids=["one-cut", "daily-cuts"])
+def test_slots_cut_every_n_minutes_alike_on_duckdb_and_postgres(pg_warehouse, tmp_path, days):
     """`Slots.every` is DuckDB's time_bucket and Postgres's date_bin: both give the slot the
-    minute's own bucket (Kathmandu's hours, :15 UTC), or the later listed cut."""
+    minute's own bucket (Kathmandu's hours, :15 UTC), or the later listed cut. With more
+    cuts than `ASOF_BOUNDS`, DuckDB finds the listed cut by an ASOF join."""
     from datetime import UTC, datetime, timedelta
 
-    from api.usage import _slot, meter_bucket_slots
+    from api.usage import ASOF_BOUNDS, _slot, meter_bucket_slots
     from models import windows
     from orchestration.warehouse import Warehouse
 
     start, end = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC)
     cut = datetime(2024, 3, 9, 7, 40, tzinfo=UTC)
-    grain = meter_bucket_slots("HOUR", "Asia/Kathmandu", None, [cut], start, end)
+    cuts = [cut, *(start + timedelta(days=d, minutes=5) for d in days)]
+    grain = meter_bucket_slots("HOUR", "Asia/Kathmandu", None, cuts, start, end)
     assert grain is not None and grain.every is not None
     minutes = [start + timedelta(minutes=7 * k) for k in range(0, 31 * 24 * 60 // 7)]
     want = [max(windows.bucket_start(m, "HOUR", "Asia/Kathmandu"), *(
@@ -112,9 +115,11 @@ def test_slots_cut_every_n_minutes_alike_on_duckdb_and_postgres(pg_warehouse, tm
     duck = WarehouseConfig(target="duckdb", duckdb_path=str(tmp_path / "w.duckdb"))
     for config in (duck, pg_warehouse):
         with Warehouse(config) as warehouse:
-            sql = (f"select {_slot(warehouse, grain)} from (select cast(minute_start as "
+            slot = _slot(warehouse, grain)
+            sql = (f"select {slot.expression} from (select cast(minute_start as "
                    f"timestamptz) as minute_start from (values "
                    + ", ".join(f"('{m.isoformat()}')" for m in minutes)
-                   + ") as listed(minute_start)) as m order by minute_start")
-            got = [row[0].astimezone(UTC) for row in warehouse.query(sql)]
+                   + f") as listed(minute_start)) as m{slot.join} order by minute_start")
+            got = [row[0].astimezone(UTC) for row in warehouse.query(sql, list(slot.params))]
+            assert bool(slot.join) == (warehouse.is_duckdb and len(cuts) > ASOF_BOUNDS)
         assert got == want, config.target
