@@ -1012,7 +1012,7 @@ def prefetch_group_states(warehouse: Warehouse, meters: Sequence[MeterInfo],
         since, cuts = extents.get(meter.meter_id, (start, []))
         if meter.meter_id in extents:
             since = min(since, start)
-            cuts = [*window_cuts(since, end, window, timezone, anchor), start, *cuts]
+            cuts = [*window_cuts(start, end, window, timezone, anchor), start, *cuts]
             grain = _cut_slots(kind, meter, calendar, cuts, since, end)
         if grain is None:
             since = start

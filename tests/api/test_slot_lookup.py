@@ -2,7 +2,8 @@
 an ASOF join on the bounds, below by a `case`. Both must merge the same rows into the same
 slots: every states read of the serving snapshot is compared both ways, on the test
 warehouse's events, with slots of every hour (more bounds than ASOF_BOUNDS), cut also at
-instants off the hour, and with a bucketed meter's `every` cuts."""
+instants off the hour, and with a bucketed meter's `every` cuts. Also: which slots an events
+request's widened read is cut into."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from datetime import timedelta
 
 import pytest
 
-from api import usage
+from api import lookups, usage
+from api.costs import cost_extents
 from api.db import make_reader
+from api.deps import Principal
 from api.usage import (
     ASOF_BOUNDS,
     Dimension,
@@ -21,6 +24,8 @@ from api.usage import (
     fetch_distinct_values,
     fetch_group_states,
     fetch_states,
+    prefetch_group_states,
+    window_cuts,
 )
 from tests.api.data import PERIOD_END, T0
 
@@ -83,3 +88,30 @@ def test_slots_found_by_a_join_are_those_of_the_case(duckdb_settings, monkeypatc
     # the reads found something in most slots, or the comparison would say little
     assert len({s.minute_start for s in joined[("states", "mtr_calls")]}) > 20
     assert joined["groups"]
+
+
+def test_a_read_widened_for_costs_cuts_windows_only_inside_the_request(duckdb_settings):
+    """An events request's read, widened back to the billing period's start for its costs,
+    is cut at the request's windows from the request's start only: before it, the costs ask
+    the usage at the billing period boundaries alone (fewer slots, the same answers)."""
+    start, end = T0 + timedelta(days=2), T0 + timedelta(days=5)
+    reader = make_reader(duckdb_settings)
+    try:
+        with reader.open() as warehouse:
+            principal = Principal("acme", "production", "test")
+            customer = lookups.customer_by_external_id(warehouse, principal, "cust_1")
+            meters = {m.id: m for m in lookups.meters(warehouse, principal)}
+            extents = cost_extents(warehouse, principal, customer, start, end, meters)
+            shared: dict = {}
+            prefetch_group_states(warehouse, [meters[m].info() for m in extents], ["cust_1"],
+                                  start, end, "DAY", customer.timezone, None,
+                                  Selection(group_by=(Dimension.source(),)), extents, shared)
+            windows = window_cuts(start, end, "DAY", customer.timezone, None)
+    finally:
+        reader.close()
+    assert shared and any(extents[m][0] < start - timedelta(days=2) for m in shared)
+    for meter_id, (_, grain) in shared.items():
+        since, cuts = extents[meter_id]
+        assert grain.bounds[0] == since
+        assert {at for at in grain.bounds if at < start} <= {since, *cuts}, meter_id
+        assert {start, *windows} <= set(grain.bounds), meter_id
