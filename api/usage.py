@@ -791,7 +791,10 @@ def _cut_slots(kind: str, meter: MeterInfo, calendar: CustomerCalendar,
 # customer's calendar (timezone; MONTH at the customer's anchor), valued by the meter's own
 # aggregation. When a request asks for exactly those windows, its whole windows are read
 # from there; only a partial window at either end of the range (a range that does not start
-# or end on a window boundary) is computed from the minute states. AVG (stored to 18 places,
+# or end on a window boundary) is computed, from the stored HOUR windows in the same statement
+# when it is whole hours of the customer's calendar and the aggregation merges over windows
+# (a 30-day range of UTC days for a customer at UTC-5: one statement, not two), else from the
+# minute states. AVG (stored to 18 places,
 # the API divides to 34 digits), WEIGHTED_SUM, bucketed MAX and other aggregation types than
 # the meter's always use the minute states.
 
@@ -834,17 +837,27 @@ def stored_window_usage(warehouse: Warehouse, meter: MeterInfo, customer: str,
               f"and external_customer_id = {p}")
     key = [meter.tenant_id, meter.environment_id, meter.meter_id, customer]
     windows_sql = series_rows(warehouse, "fct_meter_usage", meter, [customer])
-    # the stored windows, then the minute states of the partial windows at the ends (two
-    # statements: at 10M events one `union all` of both read more row groups than the two)
-    pieces = [
-        Usage(_dec(value), count, [Point(_ts(lo), _ts(hi), _dec(value), count)])
-        for lo, hi, count, value in warehouse.query(
-            f"select {ts('window_start')}, {ts('window_end')}, event_count, {dec('value')} "
-            f"from {warehouse.table('fct_meter_usage')} where {windows_sql}{series} "
-            f"and window_size = {p} and window_start >= {p} and window_start < {p} "
-            "order by window_start",
-            [*key, window, first, last])]
     edges = [(lo, hi) for lo, hi in ((start, first), (last, end)) if lo < hi]
+    # partial windows made of whole stored HOUR windows are read with the whole windows
+    hourly = [(lo, hi) for lo, hi in edges if _whole_stored_hours(kind, window, timezone, lo, hi)]
+    hour_ranges = "".join(f" or (window_size = 'HOUR' and window_start >= {p} "
+                          f"and window_start < {p})" for _ in hourly)
+    # the stored windows, then the minute states of the other partial windows at the ends (two
+    # statements: at 10M events one `union all` of both read more row groups than the two)
+    rows = warehouse.query(
+        f"select window_size, {ts('window_start')}, {ts('window_end')}, event_count, "
+        f"{dec('value')} from {warehouse.table('fct_meter_usage')} "
+        f"where {windows_sql}{series} and ((window_size = {p} and window_start >= {p} "
+        f"and window_start < {p}){hour_ranges}) order by window_start",
+        [*key, window, first, last, *(at for edge in hourly for at in edge)])
+    pieces = [Usage(_dec(value), count, [Point(_ts(lo), _ts(hi), _dec(value), count)])
+              for size, lo, hi, count, value in rows if size == window]
+    for lo, hi in hourly:
+        hours = [(count, _dec(value)) for size, at, _, count, value in rows
+                 if size == "HOUR" and lo <= _ts(at) < hi]
+        pieces.insert(0 if lo == start else len(pieces),
+                      _merged_hours(kind, hours, lo, window, timezone, anchor))
+    edges = [edge for edge in edges if edge not in hourly]
     edge_states = []
     if edges:
         ranges = " or ".join(f"(minute_start >= {p} and minute_start < {p})" for _ in edges)
@@ -874,6 +887,38 @@ def stored_window_usage(warehouse: Warehouse, meter: MeterInfo, customer: str,
     else:  # COUNT_UNIQUE: distinct values of the whole range
         usage.total = _distinct_count(warehouse, meter, customer, start, end)
     return usage
+
+
+# Aggregations whose value over several windows follows from the windows' own values.
+_HOUR_MERGEABLE = ("COUNT", "SUM", "SUM_WITH_MULTIPLIER", "MAX", "LATEST")
+
+
+def _whole_stored_hours(kind: str, window: str, timezone: str, lo: datetime,
+                        hi: datetime) -> bool:
+    """Whether the stored HOUR windows in [lo, hi) give its usage: an aggregation they merge
+    into, windows longer than an hour, and [lo, hi) on hours of the customer's calendar."""
+    return (kind in _HOUR_MERGEABLE and window not in ("MINUTE", "15MIN", "30MIN", "HOUR")
+            and all(windows.bucket_start(at, "HOUR", timezone) == at for at in (lo, hi)))
+
+
+def _merged_hours(kind: str, hours: list[tuple[int, Decimal]], lo: datetime, window: str,
+                  timezone: str, anchor: datetime | None) -> Usage:
+    """The usage of a partial window at `lo` from its stored HOUR windows (event count and
+    value, in time order), as `compute_usage` has it from the minutes: one point, the
+    window's, when events contributed."""
+    count = sum(events for events, _ in hours)
+    if count == 0:
+        return Usage(st.ZERO, 0)
+    values = [value for _, value in hours]
+    if kind == "MAX":
+        value = max(values)
+    elif kind == "LATEST":  # the latest event is in the latest hour with events
+        value = values[-1]
+    else:
+        value = _sum_wide(values)
+    bucket = windows.bucket_start(lo, window, timezone, anchor)
+    return Usage(value, count, [Point(bucket, windows.next_bucket_start(
+        bucket, window, timezone, anchor), value, count)])
 
 
 def _sum_wide(values: Iterable[Decimal]) -> Decimal:

@@ -2,8 +2,10 @@
 equals usage merged from the minute states and the plain-Python reference, on the random
 tenants of tests/dbt/test_usage_matches_reference.py, on DuckDB and on Postgres.
 
-Ranges are drawn both on window boundaries (only stored windows are read) and anywhere on the
-minute (partial windows at the ends come from the minute states); windows are in each
+Ranges are drawn on window boundaries (only stored windows are read), on hours of the
+customer's calendar (partial windows at the ends come from the stored HOUR windows, for the
+aggregations those merge into) and anywhere on the minute (partial windows at the ends come
+from the minute states); windows are in each
 customer's own calendar, which is when the stored windows serve a request.
 """
 
@@ -49,11 +51,17 @@ def check_stored_windows(warehouse: Warehouse, all_cases, draw) -> int:
                 window = draw(st.sampled_from(WINDOWS))
                 lo = times[0].replace(second=0, microsecond=0) - timedelta(
                     minutes=draw(st.integers(0, 3000)))
-                if draw(st.booleans()):  # on window boundaries
+                on = draw(st.sampled_from(["window", "hour", "minute"]))
+                if on == "window":  # on window boundaries
                     lo = windows.bucket_start(lo, window, tz, anchor)
                     hi = lo
                     for _ in range(draw(st.integers(1, 40 if window != "MINUTE" else 3000))):
                         hi = windows.next_bucket_start(hi, window, tz, anchor)
+                elif on == "hour":  # partial windows of whole hours: from stored HOUR windows
+                    lo = windows.bucket_start(lo, "HOUR", tz)
+                    hi = windows.bucket_start(lo + timedelta(hours=draw(st.integers(1, 24 * 45))),
+                                              "HOUR", tz)
+                    hi = hi if hi > lo else windows.next_bucket_start(lo, "HOUR", tz)
                 else:
                     hi = lo + timedelta(minutes=draw(st.integers(1, 60 * 24 * 45)))
                 fast = meter_usage(warehouse, info, customer, lo, hi, window, tz, anchor)
