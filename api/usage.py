@@ -878,26 +878,31 @@ def stored_window_usage(warehouse: Warehouse, meter: MeterInfo, customer: str,
     counted = [piece for piece in pieces if piece.event_count > 0]
     usage = Usage(st.ZERO, sum(piece.event_count for piece in counted),
                   [point for piece in counted for point in piece.points])
-    if kind in ("COUNT", "SUM", "SUM_WITH_MULTIPLIER"):
-        usage.total = _sum_wide(piece.total for piece in counted)
-    elif kind == "MAX":
-        usage.total = max((piece.total for piece in counted), default=st.ZERO)
-    elif kind == "LATEST":  # the latest event is in the latest window with events
-        usage.total = counted[-1].total if counted else st.ZERO
+    if kind in _WINDOW_MERGEABLE:
+        usage.total = _merged_windows(kind, [piece.total for piece in counted])
     else:  # COUNT_UNIQUE: distinct values of the whole range
         usage.total = _distinct_count(warehouse, meter, customer, start, end)
     return usage
 
 
 # Aggregations whose value over several windows follows from the windows' own values.
-_HOUR_MERGEABLE = ("COUNT", "SUM", "SUM_WITH_MULTIPLIER", "MAX", "LATEST")
+_WINDOW_MERGEABLE = ("COUNT", "SUM", "SUM_WITH_MULTIPLIER", "MAX", "LATEST")
+
+
+def _merged_windows(kind: str, values: list[Decimal]) -> Decimal:
+    """The value over consecutive windows with events from their values, in time order."""
+    if kind == "MAX":
+        return max(values, default=st.ZERO)
+    if kind == "LATEST":  # the latest event is in the latest window with events
+        return values[-1] if values else st.ZERO
+    return _sum_wide(values)
 
 
 def _whole_stored_hours(kind: str, window: str, timezone: str, lo: datetime,
                         hi: datetime) -> bool:
     """Whether the stored HOUR windows in [lo, hi) give its usage: an aggregation they merge
     into, windows longer than an hour, and [lo, hi) on hours of the customer's calendar."""
-    return (kind in _HOUR_MERGEABLE and window not in ("MINUTE", "15MIN", "30MIN", "HOUR")
+    return (kind in _WINDOW_MERGEABLE and windows.SUB_DAY_MINUTES.get(window, 24 * 60) > 60
             and all(windows.bucket_start(at, "HOUR", timezone) == at for at in (lo, hi)))
 
 
@@ -909,13 +914,7 @@ def _merged_hours(kind: str, hours: list[tuple[int, Decimal]], lo: datetime, win
     count = sum(events for events, _ in hours)
     if count == 0:
         return Usage(st.ZERO, 0)
-    values = [value for _, value in hours]
-    if kind == "MAX":
-        value = max(values)
-    elif kind == "LATEST":  # the latest event is in the latest hour with events
-        value = values[-1]
-    else:
-        value = _sum_wide(values)
+    value = _merged_windows(kind, [value for _, value in hours])
     bucket = windows.bucket_start(lo, window, timezone, anchor)
     return Usage(value, count, [Point(bucket, windows.next_bucket_start(
         bucket, window, timezone, anchor), value, count)])
