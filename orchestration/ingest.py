@@ -11,7 +11,9 @@ The heavy lifting is vectorised in a scratch in-memory DuckDB (JSON parsing, reg
 casts, hashing, dedup windows); the results reach the warehouse as Arrow through `Warehouse`,
 so DuckDB and Postgres warehouses behave the same. Files are checked and written in chunks of
 about 64 MB of input inside the one transaction, so memory does not grow with the run; a chunk
-dedups against the versions earlier chunks wrote. Parquet files whose event columns are plain
+dedups against the versions earlier chunks wrote. One background thread reads, hashes and
+parses the next files (Python's CSV reader, pyarrow) while DuckDB checks and writes the chunk
+before them. Parquet files whose event columns are plain
 strings are read by DuckDB, all together; any other Parquet file by pyarrow (a property test
 holds both paths, and one chunk against one chunk per file, to the same tables). Decisions a
 reader may look for:
@@ -66,7 +68,9 @@ import itertools
 import json
 import sys
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -292,16 +296,15 @@ def ingest_landing(
         _lock_raw_tables(warehouse)
         latest = _latest_file_ingests(warehouse)
         skipped: list[FileReport] = []
-        for file in find_landing_files(landing_dir):
-            data = file.path.read_bytes()
-            sha = hashlib.sha256(data).hexdigest()
-            if latest.get(file.source_file, ("", None))[0] == sha:
+        files = find_landing_files(landing_dir)
+        for file, sha, size, parsed in _read_ahead(files, latest, batch.FLUSH_BYTES):
+            if parsed is None:
                 skipped.append(FileReport(file.source_file, file.tenant_id, file.environment_id,
-                                          sha, len(data), skipped=True))  # fmt: skip
+                                          sha, size, skipped=True))  # fmt: skip
                 say(f"{file.source_file}: already ingested, skipped")
                 continue
-            batch.add_file(file, data, sha)
-            say(f"{file.source_file}: {len(data):,} bytes read")
+            batch.add_parsed(file, sha, size, parsed)
+            say(f"{file.source_file}: {size:,} bytes read")
         report = batch.write()
     report = IngestReport(report.batch_id, tuple(report.files) + tuple(skipped),
                           report.reject_reasons)  # fmt: skip
@@ -651,6 +654,103 @@ from checked
 
 
 @dataclass
+class _ParsedLines:
+    """A JSON Lines file: its text (BOM removed) and its lines (`_split_lines`)."""
+
+    text: bytes
+    lines: pa.Table
+    valid_utf8: bool
+
+
+@dataclass
+class _ParsedCsv:
+    """A CSV file: its text (BOM removed), header (names stripped) and rows (`_read_csv`)."""
+
+    text: bytes
+    header: tuple[str, ...]
+    table: pa.Table | None
+
+
+@dataclass
+class _ParsedParquet:
+    """A Parquet file: the event columns when all are plain strings (DuckDB reads those files
+    by path, together), else the table pyarrow read, or why it could not be read."""
+
+    text_columns: tuple[str, ...] | None = None
+    table: pa.Table | None = None
+    error: str = ""
+
+
+_Parsed = _ParsedLines | _ParsedCsv | _ParsedParquet
+
+
+def _parse_landing(file: LandingFile, data: bytes) -> _Parsed:
+    """One landing file parsed into Arrow (no DuckDB, so it can run beside the checks)."""
+    if file.format == "jsonl":
+        text = _strip_bom(data)
+        lines, valid_utf8 = _split_lines(text)
+        return _ParsedLines(text, lines, valid_utf8)
+    if file.format == "csv":
+        text = _strip_bom(data)
+        header, table = _read_csv(text)
+        return _ParsedCsv(text, tuple(name.strip() for name in header), table)
+    columns = _text_parquet_columns(data)
+    return _ParsedParquet(text_columns=columns) if columns is not None else _read_parquet(data)
+
+
+def _read_parquet(data: bytes) -> _ParsedParquet:
+    try:
+        return _ParsedParquet(table=pq.read_table(io.BytesIO(data)))
+    except (pa.ArrowException, OSError) as exc:
+        return _ParsedParquet(error=f"file is not valid Parquet: {exc}")
+
+
+def _read_landing_file(
+    file: LandingFile, latest: dict[str, tuple[str, int | None]]
+) -> tuple[LandingFile, str, int, _Parsed | None]:
+    """A file read, hashed and parsed; not parsed (None) when its latest ingest had the same
+    sha256."""
+    data = file.path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    if latest.get(file.source_file, ("", None))[0] == sha:
+        return file, sha, len(data), None
+    return file, sha, len(data), _parse_landing(file, data)
+
+
+def _read_ahead(
+    files: list[LandingFile], latest: dict[str, tuple[str, int | None]], ahead_bytes: int
+) -> Iterator[tuple[LandingFile, str, int, _Parsed | None]]:
+    """`_read_landing_file` of each file in order, done by one background thread up to about
+    `ahead_bytes` of files ahead of the caller: Python parses the next files (CSV, hashing)
+    while DuckDB checks and writes the previous chunk on the other core."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mh-ingest-read")
+    queued: deque[tuple[Future, int]] = deque()
+    ahead = 0
+    remaining = iter(files)
+
+    def fill() -> None:
+        nonlocal ahead
+        while ahead < ahead_bytes or not queued:
+            file = next(remaining, None)
+            if file is None:
+                return
+            size = file.path.stat().st_size
+            queued.append((pool.submit(_read_landing_file, file, latest), size))
+            ahead += size
+
+    try:
+        fill()
+        while queued:
+            future, size = queued.popleft()
+            ahead -= size
+            result = future.result()
+            fill()
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
 class _BatchFile:
     source_file: str
     tenant_id: str | None
@@ -703,42 +803,42 @@ class _Batch:
         self.close()
 
     # -- parsing -----------------------------------------------------------------------------
-    def add_file(self, file: LandingFile, data: bytes, sha: str) -> None:
-        """Parse one landing file into the pending groups (checked at the next flush)."""
+    def add_parsed(self, file: LandingFile, sha: str, size: int, parsed: _Parsed) -> None:
+        """Add one landing file, parsed by `_parse_landing`, to the pending groups (checked at
+        the next flush)."""
         file_no = len(self.files)
         self.files.append(
-            _BatchFile(file.source_file, file.tenant_id, file.environment_id, sha, len(data))
+            _BatchFile(file.source_file, file.tenant_id, file.environment_id, sha, size)
         )
-        if file.format == "jsonl":
-            text = _strip_bom(data)
-            lines, valid_utf8 = _split_lines(text)
-            lines = lines.add_column(0, "file_no", _constant_int(file_no, lines.num_rows))
-            self._jsonl.setdefault(valid_utf8, []).append((text, lines))
-        elif file.format == "csv":
-            text = _strip_bom(data)
-            header, table = _read_csv(text)
-            if table is not None:
-                table = table.add_column(0, "file_no", _constant_int(file_no, table.num_rows))
-                key = tuple(name.strip() for name in header)
-                self._csv.setdefault(key, []).append((text, table))
-        else:
-            columns = _text_parquet_columns(data)
-            if columns is not None:
-                self._text_parquet.setdefault(columns, []).append((file_no, file.path))
+        if isinstance(parsed, _ParsedLines):
+            lines = parsed.lines.add_column(
+                0, "file_no", _constant_int(file_no, parsed.lines.num_rows)
+            )
+            self._jsonl.setdefault(parsed.valid_utf8, []).append((parsed.text, lines))
+        elif isinstance(parsed, _ParsedCsv):
+            if parsed.table is not None:
+                table = parsed.table.add_column(
+                    0, "file_no", _constant_int(file_no, parsed.table.num_rows)
+                )
+                self._csv.setdefault(parsed.header, []).append((parsed.text, table))
+        elif isinstance(parsed, _ParsedParquet):
+            if parsed.text_columns is not None:
+                self._text_parquet.setdefault(parsed.text_columns, []).append((file_no, file.path))
+            elif parsed.table is None:
+                self._unreadable.append((file_no, parsed.error))
             else:
-                self._add_parquet(file_no, data)
-        self._pending += len(data)
+                self._add_typed(_prepare_typed(parsed.table, file_no))
+        self._pending += size
         if self._pending >= self.FLUSH_BYTES:
             self.flush()
 
     def _add_parquet(self, file_no: int, data: bytes) -> None:
         """A Parquet file read by pyarrow (any schema), or recorded as unreadable."""
-        try:
-            table = pq.read_table(io.BytesIO(data))
-        except (pa.ArrowException, OSError) as exc:
-            self._unreadable.append((file_no, f"file is not valid Parquet: {exc}"))
+        parsed = _read_parquet(data)
+        if parsed.table is None:
+            self._unreadable.append((file_no, parsed.error))
         else:
-            self._add_typed(_prepare_typed(table, file_no))
+            self._add_typed(_prepare_typed(parsed.table, file_no))
 
     def _add_typed(self, table: pa.Table) -> None:
         self._typed.setdefault(table.schema.to_string(), []).append(table)
@@ -1053,22 +1153,24 @@ where validated.file_no = rejected.file_no and validated.line_no = rejected._mh_
         )[0][0]
         source_file = "[" + ", ".join(_lit(f.source_file) for f in self.files) + "][file_no + 1]"
         at = f"{_lit(self.ingested_at.isoformat())}::timestamptz"
-        # Sorted by a parallel sort and numbered in Arrow: a window over the whole chunk
-        # (row_number() over (order by ...)) runs on one thread.
+        # Numbered in (file_no, line_no) order by numpy, not sorted: the rows are stored in
+        # any order, so only the numbers need the order (a sort of the whole rows in DuckDB
+        # cost twice the export).
         events = db.sql(
             f"""
 select tenant_id, environment_id, event_id, event_name, external_customer_id, customer_id,
     source, event_timestamp, properties,
-    {at} as ingested_at, {source_file} as source_file, v.line_no as source_line, content_hash
+    {at} as ingested_at, {source_file} as source_file, v.line_no as source_line, content_hash,
+    v.file_no
 from validated v anti join _mh_duplicate_rows d on d.file_no = v.file_no and d.line_no = v.line_no
 where v.reason is null
-order by v.file_no, v.line_no
 """
         ).to_arrow_table(self.ARROW_BATCH_ROWS)
-        first_seq = int(base_seq) + 1
-        events = events.append_column(
-            "ingest_seq", pa.array(np.arange(first_seq, first_seq + events.num_rows), pa.int64())
-        )
+        order = np.lexsort((events.column("source_line").to_numpy(),
+                            events.column("file_no").to_numpy()))  # fmt: skip
+        seq = np.empty(events.num_rows, dtype=np.int64)
+        seq[order] = np.arange(int(base_seq) + 1, int(base_seq) + 1 + events.num_rows)
+        events = events.drop_columns(["file_no"]).append_column("ingest_seq", pa.array(seq))
         warehouse.append_arrow(RAW_EVENTS, events, keep_order=False)
         del events
         rejects = db.sql(
