@@ -13,10 +13,9 @@ so DuckDB and Postgres warehouses behave the same. Files are checked and written
 about 64 MB of input inside the one transaction, so memory does not grow with the run; a chunk
 dedups against the versions earlier chunks wrote. One background thread reads, hashes and
 parses the next files (Python's CSV reader, pyarrow) while DuckDB checks and writes the chunk
-before them. Parquet files whose event columns are plain
-strings are read by DuckDB, all together; any other Parquet file by pyarrow (a property test
-holds both paths, and one chunk against one chunk per file, to the same tables). Decisions a
-reader may look for:
+before them. Parquet files whose event columns are plain strings are read by DuckDB, all
+together; any other Parquet file by pyarrow (a property test holds both paths, and one chunk
+against one chunk per file, to the same tables). Decisions a reader may look for:
 
 - Line numbers are physical, 1-based line numbers of the file (CSV: the line the record starts
   on, the header being line 1). Blank lines (only JSON whitespace) are skipped and not counted
