@@ -435,6 +435,7 @@ def test_buckets_between_tiles_the_range(case, length):
     for b_start, b_end in buckets:
         assert b_start < b_end
         assert bucket_start(b_start, window, tz, anchor) == b_start
+        assert next_bucket_start(b_start, window, tz, anchor) == b_end
 
 
 # --------------------------------------------------------------------------------------------
