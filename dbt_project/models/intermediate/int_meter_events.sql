@@ -34,7 +34,9 @@ meter_filters as (
     select * from {{ ref('stg_meter_filters') }}
 ),
 
-paired_with_meters as (
+{#- read by the filter check and by the matched pairs: streamed to each (DuckDB would store
+    every pair with its properties first, then read them twice: 115 s against 60 s at 10M) -#}
+paired_with_meters as {{ mh_not_materialized() }} (
     select
         events.tenant_id,
         events.environment_id,

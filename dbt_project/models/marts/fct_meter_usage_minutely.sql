@@ -20,18 +20,8 @@ with meter_events as (
 ),
 
 with_latest_rank as (
-    select
-        *,
-        row_number() over (
-            partition by tenant_id, environment_id, meter_id, external_customer_id,
-                group_value, minute_start
-            order by
-                case when quantity is null then 0 else 1 end desc,
-                event_timestamp desc,
-                ingest_seq desc,
-                event_id desc
-        ) as latest_rank
-    from meter_events
+    {{ mh_latest_ranked('meter_events', ['tenant_id', 'environment_id', 'meter_id',
+        'external_customer_id', 'group_value', 'minute_start']) }}
 ),
 
 aggregated as (
@@ -50,14 +40,10 @@ aggregated as (
         max(quantity) as value_max,
         sum(quantity * ({{ mh_epoch_us('event_timestamp') }} - {{ mh_epoch_us('minute_start') }}))
             as weighted_moment_us,
-        max(case when latest_rank = 1 and quantity is not null then event_timestamp end)
-            as latest_timestamp,
-        max(case when latest_rank = 1 and quantity is not null then ingest_seq end)
-            as latest_ingest_seq,
-        max(case when latest_rank = 1 and quantity is not null then event_id end)
-            as latest_event_id,
-        max(case when latest_rank = 1 and quantity is not null then quantity end)
-            as latest_value
+        {{ mh_latest_value('event_timestamp') }} as latest_timestamp,
+        {{ mh_latest_value('ingest_seq') }} as latest_ingest_seq,
+        {{ mh_latest_value('event_id') }} as latest_event_id,
+        {{ mh_latest_value('quantity') }} as latest_value
     from with_latest_rank
     group by 1, 2, 3, 4, 5, 6
 ),
