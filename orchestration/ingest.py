@@ -820,20 +820,17 @@ class _Batch:
                     0, "file_no", _constant_int(file_no, parsed.table.num_rows)
                 )
                 self._csv.setdefault(parsed.header, []).append((parsed.text, table))
-        elif isinstance(parsed, _ParsedParquet):
-            if parsed.text_columns is not None:
-                self._text_parquet.setdefault(parsed.text_columns, []).append((file_no, file.path))
-            elif parsed.table is None:
-                self._unreadable.append((file_no, parsed.error))
-            else:
-                self._add_typed(_prepare_typed(parsed.table, file_no))
+        elif parsed.text_columns is not None:
+            self._text_parquet.setdefault(parsed.text_columns, []).append((file_no, file.path))
+        else:
+            self._add_read_parquet(file_no, parsed)
         self._pending += size
         if self._pending >= self.FLUSH_BYTES:
             self.flush()
 
-    def _add_parquet(self, file_no: int, data: bytes) -> None:
-        """A Parquet file read by pyarrow (any schema), or recorded as unreadable."""
-        parsed = _read_parquet(data)
+    def _add_read_parquet(self, file_no: int, parsed: _ParsedParquet) -> None:
+        """A Parquet file pyarrow read (`_read_parquet`, any schema), or recorded as
+        unreadable."""
         if parsed.table is None:
             self._unreadable.append((file_no, parsed.error))
         else:
@@ -863,7 +860,7 @@ from read_parquet({_lit_list(paths.column("path").to_pylist())}, filename = true
 join _mh_parquet_files f on f.path = p.filename""").to_arrow_table(self.ARROW_BATCH_ROWS)
         except duckdb.Error:
             for file_no, path in files:
-                self._add_parquet(file_no, path.read_bytes())
+                self._add_read_parquet(file_no, _read_parquet(path.read_bytes()))
         else:
             self._add_typed(table.cast(pa.schema(
                 [pa.field(name, pa.string()) for name in columns]
