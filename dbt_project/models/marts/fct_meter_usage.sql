@@ -117,7 +117,7 @@ rollup_minute_members as {{ mh_not_materialized() }} (
     from rollup_minutes as minutes
 ),
 
-{{ mh_rollup_level('MINUTE', 'rollup_minute_members', series_keys) }},
+{{ mh_rollup_level('MINUTE', 'rollup_minute_members', series_keys, 'rollup_minutes') }},
 
 
 {#- Spark: every larger size from the MINUTE states, in this statement. -#}
@@ -145,7 +145,7 @@ rollup_minute_members as {{ mh_not_materialized() }} (
         and children.state_first_minute < calendar.bucket_end
 ),
 
-{{ mh_rollup_level(size, level ~ '_members', series_keys) }},
+{{ mh_rollup_level(size, level ~ '_members', series_keys, 'rollup_minute') }},
 {%- endfor %}
 
 rollup_windows as (
