@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from bench.increment import FILE_NAME as INCREMENT_FILE
+
 CEL_METER = {
     "id": "mtr_compute_units",
     "name": "Compute units (CEL)",
@@ -52,7 +54,8 @@ def add_bench_meters(catalog_dir: Path) -> list[str]:
 
 
 def reuse_dataset(source: Path, data_dir: Path, wanted: dict[str, Any]) -> dict[str, Any]:
-    """Link a previous run's generated data into `data_dir`; its recorded generate result."""
+    """Link a previous run's generated data into `data_dir` (not the file its incremental run
+    landed); its recorded generate result."""
     source = Path(source).resolve()
     spec_path = source / "phases" / "generate.spec.json"
     result_path = source / "phases" / "generate.result.json"
@@ -74,7 +77,8 @@ def reuse_dataset(source: Path, data_dir: Path, wanted: dict[str, Any]) -> dict[
     shutil.copy2(origin / "api_keys.txt", data_dir / "api_keys.txt")
     linked = copied = 0
     for path in sorted((origin / "landing").rglob("*")):
-        if not path.is_file():
+        # an incremental run of that folder landed its 1% there: not generated data
+        if not path.is_file() or path.name == INCREMENT_FILE:
             continue
         target = data_dir / "landing" / path.relative_to(origin / "landing")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -106,3 +106,31 @@ def test_the_warehouse_is_only_read(ingested: dict, tmp_path: Path) -> None:
                            ).fetchone()[0] == 0
     finally:
         con.close()
+
+
+def test_reusing_a_work_folder_leaves_its_increment_out(ingested: dict, tmp_path: Path) -> None:
+    """`bench.run --data` links the generated landing files of an earlier work folder; the 1%
+    its incremental run landed there is not generated data and would be ingested twice."""
+    import json
+    import shutil
+
+    from bench.workload import PARAMETERS, reuse_dataset
+
+    source = tmp_path / "earlier"
+    shutil.copytree(ingested["data"].landing_dir, source / "data" / "landing")
+    (source / "data" / "catalog").mkdir()
+    (source / "data" / "api_keys.txt").write_text("")
+    wanted = {key: 1 for key in PARAMETERS}
+    (source / "phases").mkdir()
+    (source / "phases" / "generate.spec.json").write_text(json.dumps(wanted))
+    (source / "phases" / "generate.result.json").write_text(json.dumps({"ok": True}))
+    generated = sorted(f.source_file for f in find_landing_files(source / "data" / "landing"))
+    increment = write_increment(Path(ingested["config"].duckdb_path),
+                                source / "data" / "landing", 0.01, seed=7)
+    assert increment.files
+
+    result = reuse_dataset(source, tmp_path / "data", wanted)
+
+    linked = sorted(f.source_file for f in find_landing_files(tmp_path / "data" / "landing"))
+    assert linked == generated
+    assert result["files_linked"] + result["files_copied"] == len(generated)
