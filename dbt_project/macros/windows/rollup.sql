@@ -140,12 +140,7 @@ rollup_{{ size | lower }} as (
         select
             {{ series_hash }} as series_hash,
             parent_start as window_start,
-            max(parent_end) as window_end,
-            sum(state_events) as state_events,
-            sum(state_values) as state_values,
-            sum(state_sum) as state_sum,
-            max(state_max) as state_max,
-            min(state_first_minute) as state_first_minute,
+            {{ mh_rollup_states_merged() }},
             {{ mh_rollup_latest_state() }} as latest_state
         from {{ members }}
         group by {{ series_hash }}, parent_start
@@ -223,11 +218,16 @@ rollup_{{ size | lower }} as (
 {#- The merge of the members' states into their window's (the customer's calendar columns are
     the same on every member of a window). -#}
 {% macro mh_rollup_state_merge() -%}
-        max(parent_end) as window_end,
-            max(timezone) as timezone,
+        max(timezone) as timezone,
             max(month_anchor_key) as month_anchor_key,
             max(month_source) as month_source,
             max(aggregation_type) as aggregation_type,
+            {{ mh_rollup_states_merged() }}
+{%- endmacro %}
+
+{#- The window's end and its merged sums, maxima and first minute (without LATEST). -#}
+{% macro mh_rollup_states_merged() -%}
+        max(parent_end) as window_end,
             sum(state_events) as state_events,
             sum(state_values) as state_values,
             sum(state_sum) as state_sum,
